@@ -1,0 +1,72 @@
+/* Internal: mapping YAML nodes onto the playbook model with key tables.
+ *
+ * Each mapping kind (playbook, input, step, notify, ...) has a table of
+ * keys with a setter; build_map() walks a mapping once, calls the setter
+ * of each known key and reports unknown ones with a "did you mean".
+ * Setters report their own type errors and leave the field at its
+ * default, so one pass finds every problem in the file.
+ */
+#ifndef IRP_BUILD_H
+#define IRP_BUILD_H
+
+#include "irp/model.h"
+
+typedef struct bctx {
+    irp_playbook *pb;
+    irp_arena *a;
+    irp_diag_list *diags;
+    const char *file;
+    bool oom;
+    irp_step defaults;       /* fields `defaults` set, with .set bits */
+} bctx;
+
+typedef void (*build_setter)(bctx *c, const irp_node *val, void *obj);
+
+typedef struct build_key {
+    const char *name;
+    build_setter set;
+} build_key;
+
+/* Walks `map` (reporting if it is not a mapping, naming it `what`).
+ * Returns false when it was not a mapping. */
+bool build_map(bctx *c, const irp_node *map, const build_key *keys, size_t nkeys,
+               void *obj, const char *what);
+#define BUILD_MAP(c, map, keys, obj, what) \
+    build_map((c), (map), (keys), sizeof(keys) / sizeof *(keys), (obj), (what))
+
+void build_error(bctx *c, const irp_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void build_error_at(bctx *c, irp_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void build_warning_at(bctx *c, irp_pos pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+irp_pos build_pos(const irp_node *n);
+
+/* Typed getters: each reports a located error and returns false when the
+ * node does not hold that type.  Scalars are typed by the field, never
+ * guessed: a string field takes any scalar as written. */
+bool build_string(bctx *c, const irp_node *n, const char **out);
+bool build_tstr(bctx *c, const irp_node *n, irp_str *out);
+bool build_bool(bctx *c, const irp_node *n, bool *out);
+bool build_duration(bctx *c, const irp_node *n, int64_t *ms);
+bool build_uint(bctx *c, const irp_node *n, unsigned max, int *out);
+bool build_number(bctx *c, const irp_node *n, double *out);
+bool build_id(bctx *c, const irp_node *n, const char *what, const char **out);
+bool build_name(bctx *c, const irp_node *n, const char *what, const char **out);
+bool build_string_list(bctx *c, const irp_node *n, const char ***out, irp_pos **pos,
+                       size_t *count);
+bool build_tstr_list(bctx *c, const irp_node *n, irp_str **out, size_t *count);
+bool build_kv_map(bctx *c, const irp_node *n, irp_kv **out, size_t *count);
+/* Picks one of `names` (index into it), reporting the allowed ones. */
+bool build_enum(bctx *c, const irp_node *n, const char *const *names, size_t count,
+                const char *what, int *out);
+
+/* Position of byte `off` of a templated string, for diagnostics inside it. */
+irp_pos build_str_pos(bctx *c, const irp_str *s, size_t off);
+
+/* Steps, defaults and the pieces of a step (build_step.c). */
+void build_steps(bctx *c, const irp_node *seq, bool is_finally);
+void build_defaults(bctx *c, const irp_node *map);
+void build_apply_defaults(bctx *c);
+
+#endif

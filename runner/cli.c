@@ -1,0 +1,124 @@
+/* Subcommand dispatch and the options every command shares. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "irp/cli.h"
+#include "irp/diag.h"
+
+static const irp_cli_command commands[] = {
+    { "validate", "check playbooks' format and references (fast lint)",
+      "usage: irp validate PLAYBOOK...\n"
+      "\n"
+      "Check each playbook's YAML, schema, ids, needs, deadlines, inputs,\n"
+      "templates and expressions, without resolving inputs or secrets and\n"
+      "without running anything.  Every problem is printed as\n"
+      "FILE:LINE:COL: error: message (or warning:).\n"
+      "\n"
+      "exit status: 0 no errors (warnings allowed), 1 errors found,\n"
+      "             2 bad usage or an unreadable file\n",
+      irp_cmd_validate },
+};
+
+static const size_t ncommands = sizeof commands / sizeof *commands;
+
+static void print_help(FILE *out)
+{
+    fprintf(out, "usage: irp COMMAND [OPTIONS] [ARGS]\n\n"
+                 "irp runs incident-response playbooks and keeps a tamper-evident journal.\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < ncommands; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\ncommon options:\n"
+                 "  --help       show help (irp COMMAND --help for a command)\n"
+                 "  --version    print the version\n"
+                 "  --no-color   no colors (also when NO_COLOR is set)\n"
+                 "  --quiet      print only errors\n"
+                 "  --verbose    print more detail\n");
+}
+
+int irp_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "irp%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see 'irp %s--help')\n", cmd ? cmd : "");
+    return IRP_EXIT_USAGE;
+}
+
+/* Removes the common options from argv (in place), wherever they are. */
+static int take_common(int *argc, char **argv, irp_cli_common *c, bool *help)
+{
+    const char *nc = getenv("NO_COLOR");
+    c->color = isatty(STDERR_FILENO) && !(nc && *nc);
+    int out = 0;
+    bool dashdash = false;
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i];
+        if (!dashdash && strcmp(a, "--") == 0) {
+            dashdash = true;
+        } else if (!dashdash && strcmp(a, "--no-color") == 0) {
+            c->color = false;
+            continue;
+        } else if (!dashdash && (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0)) {
+            c->quiet = true;
+            continue;
+        } else if (!dashdash && (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0)) {
+            c->verbose = true;
+            continue;
+        } else if (!dashdash && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+            *help = true;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    *argc = out;
+    return 0;
+}
+
+int irp_cli_main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        printf("irp %s\n", IRP_VERSION);
+        return IRP_EXIT_OK;
+    }
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        if (argc >= 3 && strcmp(argv[1], "help") == 0) {
+            for (size_t i = 0; i < ncommands; i++)
+                if (strcmp(argv[2], commands[i].name) == 0) {
+                    fputs(commands[i].usage, stdout);
+                    return IRP_EXIT_OK;
+                }
+        }
+        print_help(argc < 2 ? stderr : stdout);
+        return argc < 2 ? IRP_EXIT_USAGE : IRP_EXIT_OK;
+    }
+    const irp_cli_command *cmd = NULL;
+    for (size_t i = 0; i < ncommands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            cmd = &commands[i];
+    if (!cmd) {
+        const char *names[16];
+        for (size_t i = 0; i < ncommands && i < 16; i++)
+            names[i] = commands[i].name;
+        const char *hint = irp_diag_suggest(argv[1], names, ncommands < 16 ? ncommands : 16);
+        if (hint)
+            return irp_cli_usage_error(NULL, "unknown command '%s' (did you mean '%s'?)",
+                                       argv[1], hint);
+        return irp_cli_usage_error(NULL, "unknown command '%s'", argv[1]);
+    }
+    irp_cli_common common = { 0 };
+    bool help = false;
+    int sub_argc = argc - 1;
+    char **sub_argv = argv + 1;
+    take_common(&sub_argc, sub_argv, &common, &help);
+    if (help) {
+        fputs(cmd->usage, stdout);
+        return IRP_EXIT_OK;
+    }
+    return cmd->main(sub_argc, sub_argv, &common);
+}

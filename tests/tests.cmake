@@ -1,0 +1,25 @@
+# Test registration.  Every test gets a timeout so a hang fails, never stalls CI.
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+# irp_unit_test(NAME): tests/unit/test_NAME.c, a cmocka program linked to the core.
+function(irp_unit_test name)
+  add_executable(test_${name} tests/unit/test_${name}.c)
+  target_link_libraries(test_${name} PRIVATE irpcore PkgConfig::CMOCKA)
+  target_include_directories(test_${name} PRIVATE runner)
+  target_compile_definitions(test_${name} PRIVATE
+    IRP_SOURCE_DIR="${PROJECT_SOURCE_DIR}" IRP_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  add_test(NAME unit_${name} COMMAND test_${name})
+  set_tests_properties(unit_${name} PROPERTIES TIMEOUT 120)
+endfunction()
+
+  add_test(NAME ${name} COMMAND ${script} ${ARGN})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 600
+    ENVIRONMENT "IRP=$<TARGET_FILE:irp>;IRP_SOURCE_DIR=${PROJECT_SOURCE_DIR};IRP_BINARY_DIR=${PROJECT_BINARY_DIR}")
+endfunction()
+
+irp_unit_test(diag)
+irp_unit_test(timeutil)
+irp_unit_test(value)
+irp_unit_test(expr)
+irp_unit_test(template)
+include(tests/bench/bench.cmake)
