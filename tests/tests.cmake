@@ -12,6 +12,8 @@ function(irp_unit_test name)
   set_tests_properties(unit_${name} PROPERTIES TIMEOUT 120)
 endfunction()
 
+# irp_script_test(NAME SCRIPT [ARGS...]): an end-to-end test driving the real binary.
+function(irp_script_test name script)
   add_test(NAME ${name} COMMAND ${script} ${ARGN})
   set_tests_properties(${name} PROPERTIES TIMEOUT 600
     ENVIRONMENT "IRP=$<TARGET_FILE:irp>;IRP_SOURCE_DIR=${PROJECT_SOURCE_DIR};IRP_BINARY_DIR=${PROJECT_BINARY_DIR}")
