@@ -1,4 +1,5 @@
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,36 @@ static size_t file_rank(irp_diag_list *l, const char *file)
     return l->nfiles++;
 }
 
+/* One diagnostic is one line, whatever the message quotes: a YAML key
+ * may hold a newline, and a raw one would split the line that tools (and
+ * editors) parse as FILE:LINE:COL.  Control bytes are written as escapes.
+ * Takes ownership of msg; returns the escaped message or NULL. */
+static char *escape_controls(char *msg)
+{
+    size_t extra = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            extra += 3;
+    if (!extra)
+        return msg;
+    char *out = malloc(strlen(msg) + extra + 1), *o = out;
+    if (out) {
+        for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+            if (*p == '\n' || *p == '\r' || *p == '\t') {
+                *o++ = '\\';
+                *o++ = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+            } else if (*p < 0x20 || *p == 0x7f) {
+                o += sprintf(o, "\\x%02x", *p);
+            } else {
+                *o++ = (char)*p;
+            }
+        }
+        *o = '\0';
+    }
+    free(msg);
+    return out;
+}
+
 void irp_diag_add(irp_diag_list *l, irp_severity sev, const char *file,
                   uint32_t line, uint32_t col, const char *fmt, ...)
 {
@@ -62,6 +93,9 @@ void irp_diag_add(irp_diag_list *l, irp_severity sev, const char *file,
     int n = vasprintf(&msg, fmt, ap);
     va_end(ap);
     if (n < 0)
+        return;
+    msg = escape_controls(msg);
+    if (!msg)
         return;
     l->items[l->n] = (irp_diag){ file, line, col, sev, msg, l->n, file_rank(l, file) };
     l->n++;
