@@ -1,0 +1,153 @@
+/* irp — the journal: an append-only, hash-chained JSON Lines file.
+ *
+ * Every line is one compact JSON object written with jansson, UTF-8 as is
+ * (no \u escapes for non-ASCII).  The journal adds `seq` (from 1) and
+ * `prev` (SHA-256 hex of the previous line's bytes without its newline;
+ * 64 zeros for the first) to each event it appends; the caller supplies
+ * everything else (`ts`, `wall`, `event`, ...).  The head is the SHA-256
+ * of the last line.
+ *
+ * Key order of a line is fixed: `seq` first, then the caller's keys in the
+ * order the caller inserted them, then `prev` last:
+ *
+ *     {"seq":7,"ts":"...","wall":"...","event":"step.started",...,"prev":"9f2c..."}
+ *
+ * so a person reading the file sees what happened before the hash.
+ *
+ * Concurrency: every append, from the runner or from `irp note` / `irp
+ * answer` in another process, holds an exclusive flock() on the file,
+ * re-reads the tail if another writer added lines since this handle last
+ * looked, writes one whole line with one write() (retrying short writes,
+ * truncating back on failure), and unlocks.  The chain stays whole.
+ * flock() belongs to the open file, so two handles in one process exclude
+ * each other too; the descriptor is close-on-exec.
+ *
+ * Durability: irp_journal_append() does not fsync.  irp_journal_sync()
+ * makes every line appended so far durable.  irp_journal_sync_async()
+ * fsyncs on libuv's thread pool and calls back once every line up to
+ * `seq` is on disk; appends made while an fsync runs are covered by the
+ * next one, so events close together share one fsync.  The first sync of
+ * a journal made by irp_journal_create() also fsyncs its directory, so
+ * the new file's name survives a crash.  A failed fsync is sticky: the
+ * kernel may have dropped the dirty pages, so no later sync on this
+ * handle reports success (PostgreSQL's "fsyncgate" lesson).
+ *
+ * All functions run on one thread (the loop's, when sync_async is used).
+ */
+#ifndef IRP_JOURNAL_H
+#define IRP_JOURNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define IRP_SHA256_HEX 65    /* 64 hex digits and a NUL */
+
+/* Longest line, without its newline, that is written or read. */
+#define IRP_JOURNAL_MAX_LINE ((size_t)16 << 20)
+
+typedef struct irp_journal irp_journal;
+
+/* Create a new journal file (O_EXCL, mode 0600).  IRP_EEXISTS if the path
+ * exists.  Caller closes it with irp_journal_close(). */
+int irp_journal_create(const char *path, irp_journal **out);
+
+/* What opening an existing journal found. */
+typedef struct irp_journal_open_info {
+    uint64_t lines;          /* whole lines in the chain */
+    bool dropped_partial;    /* a last line without newline was cut off */
+    size_t dropped_bytes;
+} irp_journal_open_info;
+
+/* Open an existing journal for appending (resume, note, answer): read it
+ * under the lock, verify the chain, and with `repair` truncate a last line
+ * cut off mid-write (reported in *info, which may be NULL).  Without
+ * `repair` such a line is IRP_ECORRUPT ("line N: cut off mid-write ...").
+ * Any other damage is IRP_ECORRUPT, a line over IRP_JOURNAL_MAX_LINE is
+ * IRP_ELIMIT, each with a message in err (may be NULL) naming the line.
+ * Nothing counts as durable until the handle's first sync. */
+int irp_journal_open(const char *path, bool repair, irp_journal **out,
+                     irp_journal_open_info *info, char *err, size_t errlen);
+
+/* Release the journal; NULL is fine.  Safe while a sync_async is pending:
+ * the handle then lives until that fsync finishes, and on the loop thread
+ * its waiters get their callbacks (0 for lines it covered, IRP_ECANCELED
+ * for the rest) before the file is closed and the memory freed.  So keep
+ * running the loop until it has no more work before uv_loop_close(). */
+void irp_journal_close(irp_journal *j);
+
+/* Append one event, a JSON object the caller still owns and that is not
+ * modified: the line written is `ev` with "seq" and "prev" added (see the
+ * key order above), and *seq (may be NULL) is set to its number.
+ *   IRP_EINVAL    ev is not an object, has a "seq" or "prev" key, or holds
+ *                 a string that is not UTF-8
+ *   IRP_ELIMIT    the line would exceed IRP_JOURNAL_MAX_LINE
+ *   IRP_ECORRUPT  lines another writer added do not continue the chain,
+ *                 or the file shrank under this handle
+ *   IRP_ENOSPC / IRP_EIO  the line could not be written whole (the file is
+ *                 truncated back; the chain is intact)
+ * A last line without newline found under the lock was left by a writer
+ * that died inside write(), before anyone was told of the line; it is cut
+ * off and the new line takes its place. */
+int irp_journal_append(irp_journal *j, json_t *ev, uint64_t *seq);
+
+/* fsync now; every line appended so far is durable when it returns 0. */
+int irp_journal_sync(irp_journal *j);
+
+typedef void (*irp_journal_sync_cb)(void *arg, int status);
+/* Call cb(arg, 0) once every line up to `seq` is durable (on a later loop
+ * turn, never inside this call, if it already is), or cb(arg, IRP_E*) if
+ * fsync failed.  At most one fsync runs at a time, on the loop's thread
+ * pool; callbacks that complete together run in seq order (ties in the
+ * order asked).  IRP_EINVAL when seq > irp_journal_seq(j), cb is NULL, or
+ * the journal was used with another loop before. */
+int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
+                           irp_journal_sync_cb cb, void *arg);
+
+/* Turn durability off (benchmarks measuring what fsync costs): syncs then
+ * succeed without calling fsync and count every line as durable. */
+void irp_journal_set_fsync(irp_journal *j, bool on);
+
+/* SHA-256 hex of the last line, or 64 zeros when empty; borrowed. */
+const char *irp_journal_head(const irp_journal *j);
+/* seq of the last line this handle wrote or has seen. */
+uint64_t irp_journal_seq(const irp_journal *j);
+uint64_t irp_journal_durable_seq(const irp_journal *j);
+
+/* ---- reading (resume, verify, status, report) ---------------------- */
+
+typedef struct irp_journal_line {
+    uint64_t lineno;         /* 1-based line number in the file */
+    const char *text;        /* the line without its newline; borrowed */
+    size_t len;
+    json_t *ev;              /* parsed; borrowed for the callback */
+    char hash[IRP_SHA256_HEX];
+} irp_journal_line;
+
+/* Calls fn (may be NULL: only verify) for each whole line in order,
+ * checking the chain (`seq` consecutive from 1, `prev` equal to the
+ * previous line's hash, valid JSON object).  Streams: holds one line in
+ * memory at a time, at most IRP_JOURNAL_MAX_LINE (a longer one is
+ * IRP_ELIMIT).  Takes no lock.  A last line without a newline is ignored
+ * (reported in *partial, which may be NULL).  Stops at the first damaged
+ * line: returns IRP_ECORRUPT with err = "line N: what is wrong".  A
+ * non-zero return from fn stops the read and is returned. */
+typedef int (*irp_journal_line_fn)(void *ctx, const irp_journal_line *line);
+int irp_journal_read(const char *path, irp_journal_line_fn fn, void *ctx, bool *partial,
+                     char *err, size_t errlen);
+
+/* SHA-256 of buf as 64 lowercase hex digits.  OpenSSL fails here only when
+ * out of memory; out is then "" so it matches no hash. */
+void irp_sha256_hex(const void *buf, size_t len, char out[IRP_SHA256_HEX]);
+
+/* ---- for tests and benchmarks ---------------------------------------- */
+
+/* How many times this handle has called fsync on the file. */
+uint64_t irp_journal_fsync_count(const irp_journal *j);
+/* Make the next fsync on this handle fail with `err` (an IRP_E* code),
+ * as a disk error would. */
+void irp_journal_inject_fsync_error(irp_journal *j, int err);
+
+#endif

@@ -1,0 +1,967 @@
+/* irp — the journal (see include/irp/journal.h for the contract).
+ *
+ * Writing follows Redis's aof.c: one record per write(), short and
+ * interrupted writes retried, a record that could not be written whole
+ * truncated away, fsync batched off the loop thread.  Reading streams the
+ * file through a bounded line buffer, so a journal of any size costs one
+ * line of memory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "irp/error.h"
+#include "irp/journal.h"
+
+#define SHA256_LEN 32
+#define READ_CHUNK ((size_t)64 << 10)
+
+/* ---- hashing --------------------------------------------------------- */
+
+static int sha256_hex(const void *buf, size_t len, char out[IRP_SHA256_HEX])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    out[0] = '\0';
+    /* With the default provider, SHA-256 fails only when out of memory. */
+    if (EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != SHA256_LEN)
+        return IRP_ENOMEM;
+    for (unsigned int i = 0; i < mdlen; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[2 * mdlen] = '\0';
+    return 0;
+}
+
+void irp_sha256_hex(const void *buf, size_t len, char out[IRP_SHA256_HEX])
+{
+    (void)sha256_hex(buf, len, out);
+}
+
+/* ---- messages -------------------------------------------------------- */
+
+static int line_error(char *err, size_t errlen, int rc, uint64_t lineno, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* err = "line N: <fmt>"; returns rc so callers can `return line_error(...)`. */
+static int line_error(char *err, size_t errlen, int rc, uint64_t lineno, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (!err || errlen == 0)
+        return rc;
+    n = snprintf(err, errlen, "line %" PRIu64 ": ", lineno);
+    if (n < 0 || (size_t)n >= errlen)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static void sys_error(char *err, size_t errlen, int errnum)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", strerror(errnum));
+}
+
+/* ---- bounded line reader --------------------------------------------- */
+
+/* Reads with pread() from an explicit offset, so it neither depends on nor
+ * moves the descriptor's position (the write side uses O_APPEND). */
+typedef struct line_reader {
+    int fd;
+    off_t off;       /* file offset of buf[0] */
+    char *buf;
+    size_t cap;
+    size_t start;    /* first byte not yet returned */
+    size_t end;      /* bytes held */
+    size_t scan;     /* bytes after start known to hold no newline */
+    bool eof;
+} line_reader;
+
+static void reader_init(line_reader *r, int fd, off_t off)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = fd;
+    r->off = off;
+}
+
+static void reader_release(line_reader *r)
+{
+    free(r->buf);
+    r->buf = NULL;
+}
+
+static int reader_grow(line_reader *r)
+{
+    size_t cap = r->cap ? r->cap * 2 : READ_CHUNK;
+    char *buf;
+
+    /* A whole longest line and its newline fit; nothing more is needed. */
+    if (cap > IRP_JOURNAL_MAX_LINE + 1)
+        cap = IRP_JOURNAL_MAX_LINE + 1;
+    buf = realloc(r->buf, cap);
+    if (!buf)
+        return IRP_ENOMEM;
+    r->buf = buf;
+    r->cap = cap;
+    return 0;
+}
+
+/* Keep the unfinished line, make room, read more.  IRP_ELIMIT once the
+ * bytes still waiting for a newline are longer than any line may be. */
+static int reader_fill(line_reader *r)
+{
+    size_t pending = r->end - r->start;
+    ssize_t n;
+    int rc;
+
+    if (pending > IRP_JOURNAL_MAX_LINE)
+        return IRP_ELIMIT;
+    if (r->start > 0) {
+        memmove(r->buf, r->buf + r->start, pending);
+        r->off += (off_t)r->start;
+        r->start = 0;
+        r->end = pending;
+    }
+    if (r->end == r->cap && (rc = reader_grow(r)) < 0)
+        return rc;
+    do
+        n = pread(r->fd, r->buf + r->end, r->cap - r->end, r->off + (off_t)r->end);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return irp_err_from_errno(errno);
+    if (n == 0)
+        r->eof = true;
+    r->end += (size_t)n;
+    return 0;
+}
+
+/* 1 and the next line without its newline (valid until the next call);
+ * 0 at the end of the file, with *tail = the length of a last line that
+ * has no newline; or a negative IRP_E*. */
+static int reader_next(line_reader *r, const char **text, size_t *len, size_t *tail)
+{
+    for (;;) {
+        size_t avail = r->end - r->start - r->scan;
+        char *nl = avail ? memchr(r->buf + r->start + r->scan, '\n', avail) : NULL;
+        int rc;
+
+        if (nl) {
+            *text = r->buf + r->start;
+            *len = (size_t)(nl - *text);
+            r->start += *len + 1;
+            r->scan = 0;
+            return 1;
+        }
+        r->scan = r->end - r->start;
+        if (r->eof) {
+            *tail = r->end - r->start;
+            return 0;
+        }
+        if ((rc = reader_fill(r)) < 0)
+            return rc;
+    }
+}
+
+/* ---- the chain -------------------------------------------------------- */
+
+typedef struct chain {
+    uint64_t n;                  /* lines checked; also the last one's seq */
+    char head[IRP_SHA256_HEX];   /* hash of line n; 64 zeros when n == 0 */
+} chain;
+
+static void chain_init(chain *c)
+{
+    c->n = 0;
+    memset(c->head, '0', IRP_SHA256_HEX - 1);
+    c->head[IRP_SHA256_HEX - 1] = '\0';
+}
+
+static int check_seq(const chain *c, json_t *ev, char *err, size_t errlen)
+{
+    uint64_t want = c->n + 1;
+    json_t *seq = json_object_get(ev, "seq");
+    json_int_t got;
+
+    if (!json_is_integer(seq))
+        return line_error(err, errlen, IRP_ECORRUPT, want, "seq is missing or not an integer");
+    got = json_integer_value(seq);
+    if (got < 0 || (uint64_t)got != want)
+        return line_error(err, errlen, IRP_ECORRUPT, want,
+                          "seq is %" JSON_INTEGER_FORMAT ", expected %" PRIu64, got, want);
+    return 0;
+}
+
+static int check_prev(const chain *c, json_t *ev, char *err, size_t errlen)
+{
+    uint64_t lineno = c->n + 1;
+    json_t *prev = json_object_get(ev, "prev");
+
+    if (!json_is_string(prev))
+        return line_error(err, errlen, IRP_ECORRUPT, lineno, "prev is missing or not a string");
+    if (json_string_length(prev) == IRP_SHA256_HEX - 1 &&
+        memcmp(json_string_value(prev), c->head, IRP_SHA256_HEX - 1) == 0)
+        return 0;
+    if (c->n == 0)
+        return line_error(err, errlen, IRP_ECORRUPT, lineno,
+                          "prev is not 64 zeros, as the first line's must be");
+    return line_error(err, errlen, IRP_ECORRUPT, lineno,
+                      "prev does not match the hash of line %" PRIu64, c->n);
+}
+
+/* Check that `text` is the line after c's last and take it into c.  The
+ * parsed object goes to *out (caller decrefs) when out is not NULL. */
+static int chain_next(chain *c, const char *text, size_t len, json_t **out,
+                      char *err, size_t errlen)
+{
+    uint64_t lineno = c->n + 1;
+    char hash[IRP_SHA256_HEX];
+    json_error_t jerr;
+    json_t *ev;
+    int rc;
+
+    /* JSON_ALLOW_NUL: the writer escapes NUL inside strings as \u0000, so
+     * the reader must take it back.  Duplicate keys would make a line mean
+     * two things; refuse them. */
+    ev = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (!ev) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return IRP_ENOMEM;
+        return line_error(err, errlen, IRP_ECORRUPT, lineno, "not valid JSON: %s", jerr.text);
+    }
+    rc = json_is_object(ev) ? 0
+                            : line_error(err, errlen, IRP_ECORRUPT, lineno, "not a JSON object");
+    if (rc == 0)
+        rc = check_seq(c, ev, err, errlen);
+    if (rc == 0)
+        rc = check_prev(c, ev, err, errlen);
+    if (rc == 0)
+        rc = sha256_hex(text, len, hash);
+    if (rc < 0 || !out)
+        json_decref(ev);
+    if (rc < 0)
+        return rc;
+    c->n = lineno;
+    memcpy(c->head, hash, sizeof hash);
+    if (out)
+        *out = ev;
+    return 0;
+}
+
+/* Read whole lines to the end of the file, each continuing chain c, and
+ * hand each to fn (may be NULL).  *end advances past every line that
+ * chained; *tail is the length of a last line without newline. */
+static int walk(line_reader *r, chain *c, off_t *end, size_t *tail,
+                irp_journal_line_fn fn, void *ctx, char *err, size_t errlen)
+{
+    irp_journal_line line;
+    int rc;
+
+    *tail = 0;
+    while ((rc = reader_next(r, &line.text, &line.len, tail)) > 0) {
+        rc = chain_next(c, line.text, line.len, &line.ev, err, errlen);
+        if (rc < 0)
+            return rc;
+        *end += (off_t)line.len + 1;
+        line.lineno = c->n;
+        memcpy(line.hash, c->head, sizeof line.hash);
+        rc = fn ? fn(ctx, &line) : 0;
+        json_decref(line.ev);
+        if (rc != 0)
+            return rc;
+    }
+    if (rc == IRP_ELIMIT)
+        line_error(err, errlen, rc, c->n + 1, "longer than %zu MiB", IRP_JOURNAL_MAX_LINE >> 20);
+    return rc;
+}
+
+/* ---- the handle -------------------------------------------------------- */
+
+/* What an fsync round does: nothing (already durable, or a sticky error),
+ * a real fsync, or — durability turned off — only count lines durable. */
+enum sync_mode { SYNC_NONE, SYNC_FSYNC, SYNC_PRETEND };
+
+typedef struct sync_waiter {
+    struct sync_waiter *next;
+    uint64_t seq;
+    irp_journal_sync_cb cb;
+    void *arg;
+} sync_waiter;
+
+struct irp_journal {
+    int fd;                  /* O_RDWR | O_APPEND | O_CLOEXEC */
+    char *dir;               /* the file's directory; never changes */
+    bool dir_pending;        /* created here: fsync dir with the first fsync */
+    chain ch;                /* the file's lines as far as this handle knows */
+    off_t size;              /* end of line ch.n: the file's size if no one else wrote */
+    bool fsync_on;
+    uint64_t durable;
+    int sync_err;            /* first fsync failure; sticky */
+    int inject_err;          /* tests: next fsync fails with this */
+    uint64_t fsync_count;
+
+    /* sync_async, all on the loop thread, but for the pool thread's reads
+     * of fd, dir and the work_* fields set before the work was queued,
+     * and its write of work_status, read after it is done. */
+    uv_loop_t *loop;
+    uv_work_t work;
+    bool work_busy;
+    enum sync_mode work_mode;
+    bool work_dir;
+    int work_inject;
+    uint64_t work_target;
+    int work_status;
+    sync_waiter *waiters;    /* sorted by seq, ties in the order asked */
+    bool dispatching;        /* inside callbacks: close() must not free */
+    bool closing;            /* close() was called; free when idle */
+};
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        return strdup(".");
+    if (slash == path)
+        return strdup("/");
+    return strndup(path, (size_t)(slash - path));
+}
+
+static irp_journal *journal_new(const char *path)
+{
+    irp_journal *j = calloc(1, sizeof *j);
+
+    if (!j)
+        return NULL;
+    j->fd = -1;
+    j->fsync_on = true;
+    chain_init(&j->ch);
+    j->dir = dir_of(path);
+    if (!j->dir) {
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void journal_free(irp_journal *j)
+{
+    /* Waiters exist only while an fsync round is running or dispatching,
+     * and close() defers to the end of those; nothing is left here. */
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j->dir);
+    free(j);
+}
+
+/* ---- file primitives --------------------------------------------------- */
+
+static int lock_file(int fd, int op)
+{
+    int rc;
+
+    do
+        rc = flock(fd, op);
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? irp_err_from_errno(errno) : 0;
+}
+
+static int truncate_to(int fd, off_t size)
+{
+    int rc;
+
+    do
+        rc = ftruncate(fd, size);
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? irp_err_from_errno(errno) : 0;
+}
+
+/* The header promises ENOSPC or EIO for a line that could not be written. */
+static int write_error(int errnum)
+{
+    return irp_err_from_errno(errnum) == IRP_ENOSPC ? IRP_ENOSPC : IRP_EIO;
+}
+
+/* One buffer, one write(); a regular file may still take it in pieces
+ * (a full disk, a signal, RLIMIT_FSIZE), so keep going until done. */
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return write_error(errno);
+        if (n == 0)
+            return IRP_EIO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* fdatasync, as Redis's aof.c uses on Linux: it flushes the file size with
+ * the data (needed to read the data back) and skips only timestamps; an
+ * append changes the size, so it is exactly as safe as fsync here. */
+static int sync_fd(int fd)
+{
+    int rc;
+
+    do
+#ifdef __linux__
+        rc = fdatasync(fd);
+#else
+        rc = fsync(fd);
+#endif
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? irp_err_from_errno(errno) : 0;
+}
+
+/* A new file's name is durable only once its directory is synced. */
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return irp_err_from_errno(errno);
+    do
+        rc = fsync(fd);
+    while (rc < 0 && errno == EINTR);
+    rc = rc < 0 ? irp_err_from_errno(errno) : 0;
+    close(fd);
+    return rc;
+}
+
+/* The fsync itself.  Runs on the loop thread or a pool thread, so it reads
+ * only what cannot change while it runs. */
+static int do_sync(int fd, const char *dir, int inject)
+{
+    int rc;
+
+    if (inject)
+        return inject;
+    rc = sync_fd(fd);
+    if (rc == 0 && dir)
+        rc = sync_dir(dir);
+    return rc;
+}
+
+/* ---- create, open, close ---------------------------------------------- */
+
+int irp_journal_create(const char *path, irp_journal **out)
+{
+    irp_journal *j;
+
+    if (!out)
+        return IRP_EINVAL;
+    *out = NULL;
+    if (!path)
+        return IRP_EINVAL;
+    if (!(j = journal_new(path)))
+        return IRP_ENOMEM;
+    j->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (j->fd < 0) {
+        int rc = irp_err_from_errno(errno);
+        journal_free(j);
+        return rc;
+    }
+    j->dir_pending = true;
+    *out = j;
+    return 0;
+}
+
+/* Verify the whole file into j; with the lock held. */
+static int load(irp_journal *j, bool repair, irp_journal_open_info *info,
+                char *err, size_t errlen)
+{
+    line_reader r;
+    size_t tail;
+    int rc;
+
+    reader_init(&r, j->fd, 0);
+    rc = walk(&r, &j->ch, &j->size, &tail, NULL, NULL, err, errlen);
+    reader_release(&r);
+    if (rc < 0)
+        return rc;
+    if (tail > 0 && !repair)
+        return line_error(err, errlen, IRP_ECORRUPT, j->ch.n + 1,
+                          "cut off mid-write (%zu bytes without a newline at the end)", tail);
+    if (tail > 0 && (rc = truncate_to(j->fd, j->size)) < 0) {
+        line_error(err, errlen, rc, j->ch.n + 1, "cannot cut off the partial line: %s",
+                   irp_strerror(rc));
+        return rc;
+    }
+    if (info) {
+        info->lines = j->ch.n;
+        info->dropped_partial = tail > 0;
+        info->dropped_bytes = tail;
+    }
+    return 0;
+}
+
+int irp_journal_open(const char *path, bool repair, irp_journal **out,
+                     irp_journal_open_info *info, char *err, size_t errlen)
+{
+    irp_journal *j;
+    int rc;
+
+    if (info)
+        memset(info, 0, sizeof *info);
+    if (err && errlen)
+        err[0] = '\0';
+    if (!out)
+        return IRP_EINVAL;
+    *out = NULL;
+    if (!path)
+        return IRP_EINVAL;
+    if (!(j = journal_new(path)))
+        return IRP_ENOMEM;
+    j->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+    if (j->fd < 0) {
+        rc = irp_err_from_errno(errno);
+        sys_error(err, errlen, errno);
+        journal_free(j);
+        return rc;
+    }
+    /* Under the lock, a last line without newline cannot be a write in
+     * progress, only one that died; and no line appears while we read. */
+    rc = lock_file(j->fd, LOCK_EX);
+    if (rc < 0)
+        sys_error(err, errlen, errno);
+    if (rc == 0) {
+        rc = load(j, repair, info, err, errlen);
+        (void)lock_file(j->fd, LOCK_UN);
+    }
+    if (rc < 0) {
+        journal_free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+void irp_journal_close(irp_journal *j)
+{
+    if (!j || j->closing)
+        return;
+    /* The pool thread still uses fd, or callbacks are running: the end of
+     * that round frees the handle (finish_close). */
+    if (j->work_busy || j->dispatching) {
+        j->closing = true;
+        return;
+    }
+    journal_free(j);
+}
+
+/* ---- append ------------------------------------------------------------ */
+
+/* Another writer may have appended since this handle last looked: take
+ * its lines into the chain.  With the lock held. */
+static int catch_up(irp_journal *j)
+{
+    struct stat st;
+    line_reader r;
+    size_t tail;
+    int rc;
+
+    if (fstat(j->fd, &st) < 0)
+        return irp_err_from_errno(errno);
+    if (st.st_size == j->size)
+        return 0;
+    if (st.st_size < j->size)
+        return IRP_ECORRUPT;    /* someone cut lines this handle has seen */
+    reader_init(&r, j->fd, j->size);
+    rc = walk(&r, &j->ch, &j->size, &tail, NULL, NULL, NULL, 0);
+    reader_release(&r);
+    /* Under the lock, a line without newline is from a writer that died
+     * inside write(); it never reported the line, so nobody relies on it. */
+    if (rc == 0 && tail > 0)
+        rc = truncate_to(j->fd, j->size);
+    return rc;
+}
+
+static int check_event(json_t *ev)
+{
+    if (!json_is_object(ev))
+        return IRP_EINVAL;
+    if (json_object_get(ev, "seq") || json_object_get(ev, "prev"))
+        return IRP_EINVAL;
+    return 0;
+}
+
+/* seq first, the caller's keys in their order, prev last.  Values are
+ * shared with ev, not copied. */
+static int fill_line_object(json_t *o, const irp_journal *j, json_t *ev)
+{
+    const char *key;
+    size_t klen;
+    json_t *val;
+
+    if (json_object_set_new(o, "seq", json_integer((json_int_t)(j->ch.n + 1))) < 0)
+        return IRP_ENOMEM;
+    /* ev's keys were checked when they went in (or deliberately not);
+     * json_dumps below refuses any that is not UTF-8. */
+    json_object_keylen_foreach(ev, key, klen, val)
+        if (json_object_setn_nocheck(o, key, klen, val) < 0)
+            return IRP_ENOMEM;
+    if (json_object_set_new(o, "prev", json_string(j->ch.head)) < 0)
+        return IRP_ENOMEM;
+    return 0;
+}
+
+/* The next line for ev, with its '\n' in the same buffer so it goes out in
+ * one write(); *len excludes the newline.  Caller frees *out. */
+static int format_line(const irp_journal *j, json_t *ev, char **out, size_t *len)
+{
+    json_t *o = json_object();
+    char *s, *line;
+    size_t n;
+    int rc;
+
+    if (!o)
+        return IRP_ENOMEM;
+    rc = fill_line_object(o, j, ev);
+    /* Insertion order is jansson's default since 2.8; the flag says so. */
+    s = rc < 0 ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (rc < 0)
+        return rc;
+    if (!s)
+        return IRP_EINVAL;      /* a string that is not UTF-8 */
+    n = strlen(s);              /* NUL inside strings is written \u0000 */
+    if (n > IRP_JOURNAL_MAX_LINE) {
+        free(s);
+        return IRP_ELIMIT;
+    }
+    if (!(line = realloc(s, n + 2))) {
+        free(s);
+        return IRP_ENOMEM;
+    }
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    *out = line;
+    *len = n;
+    return 0;
+}
+
+/* One whole line or none (Redis flushAppendOnlyFile): a line cut short
+ * would break the chain for every later writer, so cut it off again.  If
+ * even that fails, the next catch_up finds it without its newline. */
+static int write_line(irp_journal *j, const char *buf, size_t len)
+{
+    int rc = write_all(j->fd, buf, len);
+
+    if (rc < 0)
+        (void)truncate_to(j->fd, j->size);
+    return rc;
+}
+
+static int append_locked(irp_journal *j, json_t *ev)
+{
+    char hash[IRP_SHA256_HEX];
+    char *line;
+    size_t len;
+    int rc;
+
+    if ((rc = format_line(j, ev, &line, &len)) < 0)
+        return rc;
+    rc = sha256_hex(line, len, hash);
+    if (rc == 0)
+        rc = write_line(j, line, len + 1);
+    free(line);
+    if (rc < 0)
+        return rc;
+    j->ch.n++;
+    memcpy(j->ch.head, hash, sizeof hash);
+    j->size += (off_t)len + 1;
+    return 0;
+}
+
+int irp_journal_append(irp_journal *j, json_t *ev, uint64_t *seq)
+{
+    int rc;
+
+    if (!j || j->closing || check_event(ev) < 0)
+        return IRP_EINVAL;
+    if ((rc = lock_file(j->fd, LOCK_EX)) < 0)
+        return rc;
+    rc = catch_up(j);
+    if (rc == 0)
+        rc = append_locked(j, ev);
+    /* An unlock that fails leaves the lock to close(); nothing to undo. */
+    (void)lock_file(j->fd, LOCK_UN);
+    if (rc == 0 && seq)
+        *seq = j->ch.n;
+    return rc;
+}
+
+/* ---- sync ------------------------------------------------------------- */
+
+static enum sync_mode sync_mode_for(const irp_journal *j, uint64_t target)
+{
+    if (j->sync_err || target <= j->durable)
+        return SYNC_NONE;
+    return j->fsync_on ? SYNC_FSYNC : SYNC_PRETEND;
+}
+
+static int take_inject(irp_journal *j)
+{
+    int err = j->inject_err;
+
+    j->inject_err = 0;
+    return err;
+}
+
+/* Record how a round ended.  A failed fsync is sticky: after one, Linux
+ * may have dropped the dirty pages and a retry could "succeed" falsely. */
+static int sync_done(irp_journal *j, uint64_t target, bool dir, int rc)
+{
+    if (rc < 0) {
+        if (!j->sync_err)
+            j->sync_err = rc;
+        return rc;
+    }
+    if (dir)
+        j->dir_pending = false;
+    if (target > j->durable)
+        j->durable = target;
+    return 0;
+}
+
+int irp_journal_sync(irp_journal *j)
+{
+    uint64_t target;
+    bool dir;
+    int rc;
+
+    if (!j)
+        return IRP_EINVAL;
+    target = j->ch.n;
+    switch (sync_mode_for(j, target)) {
+    case SYNC_NONE:
+        return j->sync_err;
+    case SYNC_PRETEND:
+        return sync_done(j, target, false, 0);
+    case SYNC_FSYNC:
+        break;
+    }
+    dir = j->dir_pending;
+    rc = do_sync(j->fd, dir ? j->dir : NULL, take_inject(j));
+    j->fsync_count++;
+    return sync_done(j, target, dir, rc);
+}
+
+/* ---- sync_async: one round at a time on the thread pool --------------- */
+
+static void sync_after_cb(uv_work_t *req, int status);
+
+static void sync_work_cb(uv_work_t *req)
+{
+    irp_journal *j = req->data;
+
+    j->work_status = j->work_mode == SYNC_FSYNC
+                         ? do_sync(j->fd, j->work_dir ? j->dir : NULL, j->work_inject)
+                         : 0;
+}
+
+/* A round covers every line appended so far.  With nothing to fsync it is
+ * an empty trip through the pool, which is what makes a request for an
+ * already durable seq complete on a later loop turn and not inside the
+ * call, with no uv handle to close. */
+static int start_work(irp_journal *j)
+{
+    int rc;
+
+    j->work_target = j->ch.n;
+    j->work_mode = sync_mode_for(j, j->work_target);
+    j->work_dir = j->work_mode == SYNC_FSYNC && j->dir_pending;
+    j->work_inject = j->work_mode == SYNC_FSYNC ? take_inject(j) : 0;
+    j->work_status = 0;
+    j->work.data = j;
+    rc = uv_queue_work(j->loop, &j->work, sync_work_cb, sync_after_cb);
+    if (rc < 0) {
+        j->inject_err = j->work_inject;
+        return irp_err_from_errno(-rc);
+    }
+    j->work_busy = true;
+    return 0;
+}
+
+static void insert_waiter(irp_journal *j, sync_waiter *w)
+{
+    sync_waiter **p = &j->waiters;
+
+    while (*p && (*p)->seq <= w->seq)
+        p = &(*p)->next;
+    w->next = *p;
+    *p = w;
+}
+
+/* Detach the waiters whose lines are durable (all of them with `all`). */
+static sync_waiter *take_waiters(irp_journal *j, bool all)
+{
+    sync_waiter *head = j->waiters, **p = &j->waiters;
+
+    while (*p && (all || (*p)->seq <= j->durable))
+        p = &(*p)->next;
+    j->waiters = *p;
+    *p = NULL;
+    return head;
+}
+
+/* Each waiter gets 0 if its line is durable, else err.  A detached list,
+ * so callbacks may ask for more syncs or close the journal meanwhile. */
+static void fire(irp_journal *j, sync_waiter *list, int err)
+{
+    while (list) {
+        sync_waiter *w = list;
+
+        list = w->next;
+        w->cb(w->arg, w->seq <= j->durable ? 0 : err);
+        free(w);
+    }
+}
+
+static void finish_close(irp_journal *j)
+{
+    fire(j, take_waiters(j, true), IRP_ECANCELED);
+    journal_free(j);
+}
+
+static void dispatch(irp_journal *j)
+{
+    j->dispatching = true;
+    fire(j, take_waiters(j, j->sync_err != 0), j->sync_err);
+    /* Waiters left (or added by callbacks) need a new round. */
+    while (!j->closing && j->waiters && !j->work_busy) {
+        int rc = start_work(j);
+        if (rc < 0)
+            fire(j, take_waiters(j, true), rc);
+    }
+    if (j->closing)
+        finish_close(j);
+    else
+        j->dispatching = false;
+}
+
+static void sync_after_cb(uv_work_t *req, int status)
+{
+    irp_journal *j = req->data;
+    /* status is UV_ECANCELED only after uv_cancel(), which irp never calls. */
+    int rc = status < 0 ? irp_err_from_errno(-status) : j->work_status;
+
+    j->work_busy = false;
+    if (j->work_mode == SYNC_FSYNC)
+        j->fsync_count++;
+    if (j->work_mode != SYNC_NONE)
+        (void)sync_done(j, j->work_target, j->work_dir, rc);
+    dispatch(j);
+}
+
+int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
+                           irp_journal_sync_cb cb, void *arg)
+{
+    sync_waiter *w;
+    int rc;
+
+    if (!j || !loop || !cb || seq > j->ch.n)
+        return IRP_EINVAL;
+    if (j->closing)
+        return IRP_ECANCELED;
+    if (j->loop && j->loop != loop)
+        return IRP_EINVAL;
+    if (!(w = malloc(sizeof *w)))
+        return IRP_ENOMEM;
+    *w = (sync_waiter){ .seq = seq, .cb = cb, .arg = arg };
+    j->loop = loop;
+    insert_waiter(j, w);
+    /* A running round, or the dispatch we are inside, picks it up. */
+    if (j->work_busy || j->dispatching)
+        return 0;
+    if ((rc = start_work(j)) < 0) {
+        j->waiters = NULL;      /* w was the only one: no round was running */
+        free(w);
+    }
+    return rc;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+int irp_journal_read(const char *path, irp_journal_line_fn fn, void *ctx, bool *partial,
+                     char *err, size_t errlen)
+{
+    line_reader r;
+    chain c;
+    off_t end = 0;
+    size_t tail = 0;
+    int fd, rc;
+
+    if (partial)
+        *partial = false;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!path)
+        return IRP_EINVAL;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        rc = irp_err_from_errno(errno);
+        sys_error(err, errlen, errno);
+        return rc;
+    }
+    reader_init(&r, fd, 0);
+    chain_init(&c);
+    rc = walk(&r, &c, &end, &tail, fn, ctx, err, errlen);
+    reader_release(&r);
+    close(fd);
+    if (rc == 0 && partial)
+        *partial = tail > 0;
+    return rc;
+}
+
+/* ---- accessors --------------------------------------------------------- */
+
+void irp_journal_set_fsync(irp_journal *j, bool on)
+{
+    j->fsync_on = on;
+}
+
+const char *irp_journal_head(const irp_journal *j)
+{
+    return j->ch.head;
+}
+
+uint64_t irp_journal_seq(const irp_journal *j)
+{
+    return j->ch.n;
+}
+
+uint64_t irp_journal_durable_seq(const irp_journal *j)
+{
+    return j->durable;
+}
+
+uint64_t irp_journal_fsync_count(const irp_journal *j)
+{
+    return j->fsync_count;
+}
+
+void irp_journal_inject_fsync_error(irp_journal *j, int err)
+{
+    j->inject_err = err;
+}
