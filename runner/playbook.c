@@ -347,11 +347,9 @@ static int load_owned(const char *name, char *buf, size_t len, irp_diag_list *di
     irp_arena_init(&pb->arena, 0);
     pb->src = buf;
     pb->src_len = len;
-    pb->file = irp_arena_strdup(&pb->arena, name);
-    if (!pb->file) {
-        irp_playbook_free(pb);
-        return IRP_ENOMEM;
-    }
+    /* Borrowed: diagnostics name the file after a failed load has freed
+     * the playbook. */
+    pb->file = name;
     irp_node *root = NULL;
     int rc = irp_yaml_parse(&pb->arena, pb->file, pb->src, len, NULL, diags, &root);
     if (rc) {

@@ -241,7 +241,7 @@ typedef struct irp_deadline {
 
 typedef struct irp_playbook {
     irp_arena arena;
-    const char *file;                    /* as named by the user */
+    const char *file;                    /* as named by the user; borrowed */
     char *src;                           /* exact bytes as read (for hash and copy) */
     size_t src_len;
     const irp_node *root;
@@ -270,10 +270,11 @@ typedef struct irp_playbook {
  * that error (IRP_ENOENT, IRP_EACCES, IRP_ELIMIT...) with a diagnostic;
  * on errors in the playbook returns IRP_EPARSE and still sets *out when a
  * model could be built, so callers such as `check` can go on reporting.
- * Caller frees *out with irp_playbook_free(). */
+ * Caller frees *out with irp_playbook_free().  `path` is borrowed by the
+ * playbook and the diagnostics: it must outlive both. */
 int irp_playbook_load(const char *path, irp_diag_list *diags, irp_playbook **out);
 
-/* The same from bytes already in memory (copied). */
+/* The same from bytes already in memory (copied); `name` is borrowed. */
 int irp_playbook_load_mem(const char *name, const char *buf, size_t len,
                           irp_diag_list *diags, irp_playbook **out);
 
