@@ -29,3 +29,4 @@ irp_script_test(e2e_example_playbooks ${PROJECT_SOURCE_DIR}/tests/e2e/example_pl
 irp_unit_test(journal)
 irp_script_test(e2e_limits bash ${PROJECT_SOURCE_DIR}/tests/e2e/limits.sh)
 set_tests_properties(e2e_limits PROPERTIES SKIP_RETURN_CODE 77)
+irp_unit_test(proc)
