@@ -245,11 +245,15 @@ static void test_diag_print_one_line_per_diagnostic(void **state)
     irp_diag_list l = IRP_DIAG_LIST_INIT;
     irp_diag_error(&l, "a.yaml", 1, 1, "unknown key '%s' in the playbook", "foo\nbar\r\nbaz");
     irp_diag_error(&l, "a.yaml", 2, 1, "invalid step id '%s'", "a\nb");
+    irp_diag_warning(&l, "a.yaml", 3, 1, "title '%s'", "bell\a del\x7f tab\t");
     char *out = print_to_string(&l, false);
-    assert_int_equal(count_char(out, '\n'), 2);
+    assert_int_equal(count_char(out, '\n'), 3);
     assert_null(strchr(out, '\r'));
-    assert_non_null(strstr(out, "a.yaml:1:1: error: unknown key 'foo"));
-    assert_non_null(strstr(out, "a.yaml:2:1: error: invalid step id 'a"));
+    assert_null(strchr(out, '\a'));
+    assert_null(strchr(out, '\x7f'));
+    assert_string_equal(out, "a.yaml:1:1: error: unknown key 'foo\\nbar\\r\\nbaz' in the playbook\n"
+                             "a.yaml:2:1: error: invalid step id 'a\\nb'\n"
+                             "a.yaml:3:1: warning: title 'bell\\x07 del\\x7f tab\\t'\n");
     free(out);
     irp_diag_list_release(&l);
 }
