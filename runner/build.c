@@ -85,13 +85,40 @@ bool build_map(bctx *c, const irp_node *map, const build_key *keys, size_t nkeys
 
 /* ---- typed getters -------------------------------------------------- */
 
-/* A local tag is what YAML makes of an unquoted value starting with '!'. */
+/* A local tag is what YAML makes of an unquoted value starting with '!'.
+ * The bare '!' only says "not a special type", harmless outside `when`. */
 static bool check_tag(bctx *c, const irp_node *n)
 {
-    if (!n->tag)
+    if (!n->tag || (n->flags & IRP_NODE_TAG_REPORTED))
+        return !n->tag || strcmp(n->tag, "!") == 0;
+    ((irp_node *)n)->flags |= IRP_NODE_TAG_REPORTED;
+    if (strcmp(n->tag, "!") == 0)
         return true;
     build_error(c, n, "unsupported tag '%s': quote the value if it starts with '!'", n->tag);
     return false;
+}
+
+/* Tags on nodes no setter looked at (mappings, lists, values of unknown
+ * keys) are reported here, so none is silently ignored. */
+static void report_tags(bctx *c, irp_node *n)
+{
+    if (n->flags & IRP_NODE_VISITED)
+        return;
+    n->flags |= IRP_NODE_VISITED;
+    check_tag(c, n);
+    if (n->kind == IRP_NODE_SEQ)
+        for (size_t i = 0; i < n->u.seq.n; i++)
+            report_tags(c, n->u.seq.items[i]);
+    else if (n->kind == IRP_NODE_MAP)
+        for (size_t i = 0; i < n->u.map.n; i++) {
+            report_tags(c, n->u.map.pairs[i].key);
+            report_tags(c, n->u.map.pairs[i].value);
+        }
+}
+
+void build_report_tags(bctx *c, irp_node *root)
+{
+    report_tags(c, root);
 }
 
 static bool want_scalar(bctx *c, const irp_node *n, const char *what)
@@ -147,6 +174,19 @@ bool build_tstr(bctx *c, const irp_node *n, irp_str *out)
     return true;
 }
 
+static const char *const yes_words[] = { "yes", "Yes", "YES", "on", "On", "ON", "y", "Y",
+                                          "True", "TRUE" };
+static const char *const no_words[] = { "no", "No", "NO", "off", "Off", "OFF", "n", "N",
+                                         "False", "FALSE" };
+
+bool build_is_yaml11_bool(const char *s)
+{
+    for (size_t i = 0; i < sizeof yes_words / sizeof *yes_words; i++)
+        if (strcmp(s, yes_words[i]) == 0 || strcmp(s, no_words[i]) == 0)
+            return true;
+    return false;
+}
+
 bool build_bool(bctx *c, const irp_node *n, bool *out)
 {
     if (!want_scalar(c, n, "true or false"))
@@ -160,14 +200,12 @@ bool build_bool(bctx *c, const irp_node *n, bool *out)
         *out = false;
         return true;
     }
-    static const char *const yes[] = { "yes", "Yes", "YES", "on", "On", "ON", "y", "Y", "True", "TRUE" };
-    static const char *const no[] = { "no", "No", "NO", "off", "Off", "OFF", "n", "N", "False", "FALSE" };
-    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
-        if (strcmp(s, yes[i]) == 0) {
+    for (size_t i = 0; i < sizeof yes_words / sizeof *yes_words; i++) {
+        if (strcmp(s, yes_words[i]) == 0) {
             build_error(c, n, "expected true or false, not '%s' (write true)", s);
             return false;
         }
-        if (strcmp(s, no[i]) == 0) {
+        if (strcmp(s, no_words[i]) == 0) {
             build_error(c, n, "expected true or false, not '%s' (write false)", s);
             return false;
         }

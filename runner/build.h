@@ -48,6 +48,9 @@ irp_pos build_pos(const irp_node *n);
 bool build_string(bctx *c, const irp_node *n, const char **out);
 bool build_tstr(bctx *c, const irp_node *n, irp_str *out);
 bool build_bool(bctx *c, const irp_node *n, bool *out);
+/* YAML 1.1 spellings of booleans (yes, no, on, off, True...), which irp
+ * refuses with a hint rather than reading as text. */
+bool build_is_yaml11_bool(const char *s);
 bool build_duration(bctx *c, const irp_node *n, int64_t *ms);
 bool build_uint(bctx *c, const irp_node *n, unsigned max, int *out);
 bool build_number(bctx *c, const irp_node *n, double *out);
@@ -63,6 +66,9 @@ bool build_enum(bctx *c, const irp_node *n, const char *const *names, size_t cou
 
 /* Position of byte `off` of a templated string, for diagnostics inside it. */
 irp_pos build_str_pos(bctx *c, const irp_str *s, size_t off);
+
+/* Report every tag the setters did not see (after building). */
+void build_report_tags(bctx *c, irp_node *root);
 
 /* Steps, defaults and the pieces of a step (build_step.c). */
 void build_steps(bctx *c, const irp_node *seq, bool is_finally);

@@ -52,8 +52,13 @@ static void st_needs(bctx *c, const irp_node *v, void *o)
 static bool when_mangled(bctx *c, const irp_node *v)
 {
     if (v->tag) {
-        build_error(c, v, "YAML read this 'when' as the tag '%s': quote an expression that "
-                    "starts with '!' (when: \"%s\")", v->tag, v->tag);
+        /* `!a == b` arrives as the tag "!a" on the scalar "== b"; `! a`
+         * as the bare tag "!" on "a".  Put the expression back together. */
+        const char *rest = v->kind == IRP_NODE_SCALAR ? v->u.scalar.s : "";
+        ((irp_node *)v)->flags |= IRP_NODE_TAG_REPORTED;
+        build_error(c, v, "YAML read the '!' of this 'when' as a tag: quote an expression that "
+                    "starts with '!' (when: \"%s%s%s\")", v->tag, *rest ? " " : "",
+                    rest);
         return true;
     }
     if (v->kind == IRP_NODE_MAP) {
@@ -96,6 +101,11 @@ static void st_when(bctx *c, const irp_node *v, void *o)
         s->when_kind = src[0] == 't' ? IRP_WHEN_TRUE : IRP_WHEN_FALSE;
         return;
     }
+    if (v->style == IRP_STYLE_PLAIN && build_is_yaml11_bool(src)) {
+        bool b;
+        build_bool(c, v, &b);   /* reports it, with the spelling to use */
+        return;
+    }
     s->when_kind = IRP_WHEN_EXPR;
     s->when_src = src;
     s->when_style = v->style;
@@ -131,8 +141,10 @@ static void st_confirm(bctx *c, const irp_node *v, void *o)
     irp_step *s = o;
     s->set |= IRP_SET_CONFIRM;
     if (v->kind == IRP_NODE_SCALAR && v->style == IRP_STYLE_PLAIN &&
-        (strcmp(v->u.scalar.s, "true") == 0 || strcmp(v->u.scalar.s, "false") == 0)) {
-        s->confirm = v->u.scalar.s[0] == 't';
+        (strcmp(v->u.scalar.s, "true") == 0 || strcmp(v->u.scalar.s, "false") == 0 ||
+         build_is_yaml11_bool(v->u.scalar.s))) {
+        /* `confirm: no` must not become a prompt reading "no". */
+        build_bool(c, v, &s->confirm);
         return;
     }
     if (build_tstr(c, v, &s->confirm_prompt))
@@ -466,11 +478,19 @@ static void st_notify(bctx *c, const irp_node *v, void *o)
     n->tls_verify = true;
     if (!BUILD_MAP(c, v, notify_keys, n, "notify"))
         return;
-    if (!irp_node_get(v, "via")) {
+    const irp_node *via = irp_node_get(v, "via");
+    if (!via) {
         build_error(c, v, "notify needs 'via' (webhook, email or file)");
         return;
     }
-    check_notify(c, v, n);
+    /* With an invalid `via` (already reported) the per-via checks would
+     * only add false errors. */
+    static const char *const vias[] = { "webhook", "email", "file" };
+    bool known = false;
+    for (size_t i = 0; i < 3 && via->kind == IRP_NODE_SCALAR; i++)
+        known |= strcmp(via->u.scalar.s, vias[i]) == 0;
+    if (known)
+        check_notify(c, v, n);
 }
 
 /* Evidence names become file names under the run's evidence folder: one
@@ -530,8 +550,8 @@ static void ev_collect(bctx *c, const irp_node *v, void *o)
             continue;
         bool has_path = irp_node_get(it, "path"), has_run = irp_node_get(it, "run");
         if (has_path == has_run)
-            build_error(c, it, "an evidence item has either 'path' or 'run', not %s",
-                        has_path ? "both" : "neither");
+            build_error(c, it, has_path ? "an evidence item has either 'path' or 'run', not both"
+                                        : "an evidence item needs 'path' or 'run'");
         else if (has_run && !irp_node_get(it, "name"))
             build_error(c, it, "evidence from 'run' needs a 'name' for the file it is saved as");
     }
@@ -700,7 +720,8 @@ static void merge_env(bctx *c, irp_step *s, const irp_step *d)
         if (!overridden)
             env[n++] = d->env[i];
     }
-    memcpy(env + n, s->env, s->n_env * sizeof *env);
+    if (s->n_env)
+        memcpy(env + n, s->env, s->n_env * sizeof *env);
     s->env = env;
     s->n_env = n + s->n_env;
 }

@@ -49,19 +49,55 @@ typedef struct builder {
     bool failed;             /* a non-fatal error was reported; keep going */
 } builder;
 
-/* libyaml's reader errors carry only a byte offset; turn it into the
- * line and column (in characters) a person can find in an editor. */
-static void offset_to_pos(const char *buf, size_t len, size_t off, uint32_t *line, uint32_t *col)
+typedef enum { ENC_UTF8, ENC_UTF16LE, ENC_UTF16BE } encoding;
+
+/* libyaml reads UTF-8 and, after a byte-order mark, UTF-16. */
+static encoding detect_encoding(const char *buf, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    if (len >= 2 && u[0] == 0xFF && u[1] == 0xFE)
+        return ENC_UTF16LE;
+    if (len >= 2 && u[0] == 0xFE && u[1] == 0xFF)
+        return ENC_UTF16BE;
+    return ENC_UTF8;
+}
+
+static void utf16_pos(const unsigned char *u, size_t off, bool le, uint32_t *line, uint32_t *col)
 {
     uint32_t l = 1, c = 1;
-    if (off > len)
-        off = len;
-    for (size_t i = 0; i < off; i++) {
-        unsigned char ch = (unsigned char)buf[i];
-        if (ch == '\n') {
+    for (size_t i = 2; i + 2 <= off; i += 2) {
+        unsigned unit = le ? (unsigned)(u[i] | u[i + 1] << 8) : (unsigned)(u[i] << 8 | u[i + 1]);
+        if (unit == '\n') {
             l++;
             c = 1;
-        } else if ((ch & 0xC0) != 0x80) {
+        } else if (unit < 0xDC00 || unit > 0xDFFF) {
+            c++;     /* a low surrogate ends a character already counted */
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
+/* libyaml's reader errors carry only a byte offset; turn it into the
+ * line and column (in characters) a person finds in an editor, which
+ * neither counts a byte-order mark nor the bytes inside a character. */
+static void offset_to_pos(const char *buf, size_t len, size_t off, uint32_t *line, uint32_t *col)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    if (off > len)
+        off = len;
+    encoding enc = detect_encoding(buf, len);
+    if (enc != ENC_UTF8) {
+        utf16_pos(u, off, enc == ENC_UTF16LE, line, col);
+        return;
+    }
+    size_t i = len >= 3 && u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF ? 3 : 0;
+    uint32_t l = 1, c = 1;
+    for (; i < off; i++) {
+        if (u[i] == '\n') {
+            l++;
+            c = 1;
+        } else if ((u[i] & 0xC0) != 0x80) {
             c++;
         }
     }
@@ -69,25 +105,56 @@ static void offset_to_pos(const char *buf, size_t len, size_t off, uint32_t *lin
     *col = c;
 }
 
+/* For a bad continuation byte libyaml gives the offset of that byte; the
+ * character a person sees as wrong starts at the lead byte before it. */
+static size_t lead_byte(const char *buf, size_t off)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    size_t i = off;
+    while (i > 0 && i + 4 > off && (u[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i > 0 && (u[i - 1] & 0xC0) == 0xC0)
+        return i - 1;
+    return off;
+}
+
+/* The byte at 1-based (line, col) of UTF-8 text, or 0. */
+static char char_at(const char *buf, size_t len, uint32_t line, uint32_t col)
+{
+    size_t i = 0;
+    for (uint32_t l = 1; l < line && i < len; i++)
+        if (buf[i] == '\n')
+            l++;
+    for (uint32_t c = 1; c < col && i < len && buf[i] != '\n'; i++)
+        if (((unsigned char)buf[i + 1] & 0xC0) != 0x80)
+            c++;
+    return i < len ? buf[i] : 0;
+}
+
 static void report_parser_error(builder *b, const yaml_parser_t *p)
 {
     uint32_t line, col;
     const char *problem = p->problem ? p->problem : "invalid YAML";
     if (p->error == YAML_READER_ERROR) {
-        offset_to_pos(b->buf, b->len, p->problem_offset, &line, &col);
-        if (strstr(problem, "UTF-8") || strstr(problem, "utf-8"))
-            irp_diag_error(b->diags, b->file, line, col, "invalid UTF-8: %s", problem);
-        else
-            irp_diag_error(b->diags, b->file, line, col, "%s", problem);
+        size_t off = p->problem_offset;
+        bool utf8 = strstr(problem, "UTF-8") != NULL;
+        if (utf8 && strstr(problem, "trailing"))
+            off = lead_byte(b->buf, off);
+        offset_to_pos(b->buf, b->len, off, &line, &col);
+        irp_diag_error(b->diags, b->file, line, col, utf8 ? "invalid UTF-8: %s" : "%s", problem);
         return;
     }
     line = (uint32_t)p->problem_mark.line + 1;
     col = (uint32_t)p->problem_mark.column + 1;
+    const char *hint = "";
+    if (strstr(problem, "cannot start any token") && detect_encoding(b->buf, b->len) == ENC_UTF8 &&
+        char_at(b->buf, b->len, line, col) == '\t')
+        hint = " (a tab: YAML indents with spaces only)";
     if (p->context)
-        irp_diag_error(b->diags, b->file, line, col, "%s %s (line %zu)", problem, p->context,
-                       p->context_mark.line + 1);
+        irp_diag_error(b->diags, b->file, line, col, "%s %s, which started at line %zu%s",
+                       problem, p->context, p->context_mark.line + 1, hint);
     else
-        irp_diag_error(b->diags, b->file, line, col, "%s", problem);
+        irp_diag_error(b->diags, b->file, line, col, "%s%s", problem, hint);
 }
 
 static int push_pending(builder *b, irp_node *n, uint64_t weight)
@@ -175,16 +242,23 @@ static const anchor *anchor_find(builder *b, const char *name)
 /* Core-schema tags say nothing irp does not already know from the field
  * that holds the value, so they are accepted and dropped.  Everything
  * else -- language-specific tags above all -- is refused. */
-static bool tag_is_core(const char *tag)
+static const char core_prefix[] = "tag:yaml.org,2002:";
+
+/* The node kind a core tag names, or -1 when the tag is not a core one. */
+static int core_tag_kind(const char *tag)
 {
-    static const char *const core[] = { "str", "int", "float", "bool", "null", "seq", "map" };
-    static const char prefix[] = "tag:yaml.org,2002:";
-    if (strncmp(tag, prefix, sizeof prefix - 1) != 0)
-        return false;
-    for (size_t i = 0; i < sizeof core / sizeof *core; i++)
-        if (strcmp(tag + sizeof prefix - 1, core[i]) == 0)
-            return true;
-    return false;
+    static const char *const scalars[] = { "str", "int", "float", "bool", "null" };
+    if (strncmp(tag, core_prefix, sizeof core_prefix - 1) != 0)
+        return -1;
+    const char *name = tag + sizeof core_prefix - 1;
+    for (size_t i = 0; i < sizeof scalars / sizeof *scalars; i++)
+        if (strcmp(name, scalars[i]) == 0)
+            return IRP_NODE_SCALAR;
+    if (strcmp(name, "seq") == 0)
+        return IRP_NODE_SEQ;
+    if (strcmp(name, "map") == 0)
+        return IRP_NODE_MAP;
+    return -1;
 }
 
 static int check_tag(builder *b, irp_node *n, const yaml_char_t *tag)
@@ -192,11 +266,18 @@ static int check_tag(builder *b, irp_node *n, const yaml_char_t *tag)
     if (!tag)
         return 0;
     const char *t = (const char *)tag;
-    if (strcmp(t, "!") == 0 || tag_is_core(t))
+    int kind = core_tag_kind(t);
+    if (kind == (int)n->kind)
         return 0;
+    if (kind >= 0) {
+        irp_diag_error(b->diags, b->file, n->line, n->col, "tag '!!%s' does not fit a %s",
+                       t + sizeof core_prefix - 1, irp_node_kind_name(n));
+        return IRP_EPARSE;
+    }
     if (t[0] == '!' && t[1] != '!') {
-        /* A local tag is most often an unquoted value starting with '!';
-         * the model reports it knowing which field it is in. */
+        /* A local tag -- or the bare '!' -- is most often an unquoted
+         * value starting with '!'; the model reports it knowing which
+         * field it is in, and accepts the bare '!' outside a `when`. */
         n->tag = irp_arena_strdup(b->arena, t);
         return n->tag ? 0 : IRP_ENOMEM;
     }
@@ -342,6 +423,9 @@ static int check_keys(builder *b, irp_node *map)
             irp_diag_error(b->diags, b->file, k->line, k->col, "a mapping key must be a scalar, not a %s",
                            irp_node_kind_name(k));
             rc = IRP_EPARSE;
+        } else if (strlen(k->u.scalar.s) != k->u.scalar.len) {
+            irp_diag_error(b->diags, b->file, k->line, k->col, "a key may not hold a NUL byte");
+            rc = IRP_EPARSE;
         } else if (k->style == IRP_STYLE_PLAIN && strcmp(k->u.scalar.s, "<<") == 0) {
             irp_diag_error(b->diags, b->file, k->line, k->col,
                            "merge keys ('<<') are not supported; write the keys out");
@@ -436,7 +520,20 @@ static int on_alias(builder *b, const yaml_event_t *ev)
         return attach(b, n, 1);
     }
     int rc = count_node(b, a->node, a->weight);
-    return rc ? rc : attach(b, a->node, a->weight);
+    if (rc)
+        return rc;
+    if (a->node->kind != IRP_NODE_SCALAR)
+        return attach(b, a->node, a->weight);
+    /* A scalar is cheap to copy, and the copy can say where the alias
+     * stands (a duplicate key written as an alias is reported there). */
+    irp_node *n = new_node(b, IRP_NODE_SCALAR, &ev->start_mark);
+    if (!n)
+        return IRP_ENOMEM;
+    uint32_t line = n->line, col = n->col;
+    *n = *a->node;
+    n->line = line;
+    n->col = col;
+    return attach(b, n, 1);
 }
 
 static int on_event(builder *b, const yaml_event_t *ev)
@@ -519,6 +616,12 @@ int irp_yaml_parse(irp_arena *arena, const char *file, const char *buf, size_t l
     builder_release(&b);
     if (rc == 0 && !b.root) {
         irp_diag_error(diags, file, 1, 1, "empty document: a playbook is a YAML mapping");
+        rc = IRP_EPARSE;
+    }
+    if (rc == 0 && detect_encoding(buf, len) != ENC_UTF8) {
+        /* Positions in diagnostics and templates are computed on UTF-8
+         * text; a UTF-16 file would have them all wrong. */
+        irp_diag_error(diags, file, 1, 1, "the file is UTF-16; irp reads UTF-8 only");
         rc = IRP_EPARSE;
     }
     if (rc == 0 && b.failed)

@@ -360,6 +360,7 @@ static int load_owned(const char *name, char *buf, size_t len, irp_diag_list *di
     size_t errors = diags->errors;
     bctx c = { .pb = pb, .a = &pb->arena, .diags = diags, .file = pb->file };
     build_playbook(&c, root);
+    build_report_tags(&c, root);
     if (c.oom) {
         irp_playbook_free(pb);
         return IRP_ENOMEM;

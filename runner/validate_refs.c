@@ -18,9 +18,8 @@ typedef struct refctx {
     bool in_run;                 /* argv or script of `run`: no secrets */
     bool item_ok;                /* inside a for_each step */
     const char *field;           /* for messages */
-    unsigned *reach;             /* generation stamps for the needs walk */
-    unsigned gen;
-    size_t *stack;
+    struct reach *reach;
+    bool warned_budget;
 } refctx;
 
 static bool in_list(const char *s, const char *const *list)
@@ -31,30 +30,164 @@ static bool in_list(const char *s, const char *const *list)
     return false;
 }
 
-/* Is step `target` among the transitive needs of `from`? */
-static bool reaches(refctx *r, size_t from, size_t target)
+/* "Does step `from` need step `target`, directly or through its needs?"
+ *
+ * One walk per question is quadratic on long chains: every step of a
+ * 100,000-step chain reading `steps.first` would walk the whole chain.  So
+ * a short walk is tried first, and past WALK_BUDGET visits the answer
+ * comes from the set of all steps that need `target`, built once by one
+ * walk forward over dependents and cached (CACHE_SLOTS targets).  Work is
+ * bounded overall: past WORK_BUDGET the check stops, with one warning. */
+#define WALK_BUDGET 4096u
+#define CACHE_SLOTS 16u
+#define WORK_BUDGET 50000000u
+
+typedef struct reach {
+    const irp_playbook *pb;
+    unsigned *stamp;             /* generation stamps for walks */
+    unsigned gen;
+    size_t *stack;
+    size_t *rstart, *rdeps;      /* dependents of each step (CSR) */
+    size_t cached[CACHE_SLOTS];
+    uint64_t *bits[CACHE_SLOTS]; /* bit i: step i needs cached[slot] */
+    size_t next_slot;
+    uint64_t work;
+    bool gave_up;
+} reach;
+
+static unsigned next_gen(reach *r)
 {
-    const irp_playbook *pb = r->v->pb;
     if (++r->gen == 0) {
-        memset(r->reach, 0, pb->n_steps * sizeof *r->reach);
+        memset(r->stamp, 0, r->pb->n_steps * sizeof *r->stamp);
         r->gen = 1;
     }
-    size_t sp = 0;
+    return r->gen;
+}
+
+static bool build_rdeps(reach *r)
+{
+    const irp_playbook *pb = r->pb;
+    size_t n = pb->n_steps, edges = 0;
+    r->rstart = calloc(n + 1, sizeof *r->rstart);
+    if (!r->rstart)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < pb->steps[i].n_deps; j++) {
+            r->rstart[pb->steps[i].deps[j] + 1]++;
+            edges++;
+        }
+    for (size_t i = 0; i < n; i++)
+        r->rstart[i + 1] += r->rstart[i];
+    r->rdeps = malloc((edges ? edges : 1) * sizeof *r->rdeps);
+    size_t *fill = calloc(n ? n : 1, sizeof *fill);
+    if (!r->rdeps || !fill) {
+        free(fill);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < pb->steps[i].n_deps; j++) {
+            size_t d = pb->steps[i].deps[j];
+            r->rdeps[r->rstart[d] + fill[d]++] = i;
+        }
+    free(fill);
+    return true;
+}
+
+/* 1 found, 0 not found, -1 over budget. */
+static int short_walk(reach *r, size_t from, size_t target)
+{
+    unsigned gen = next_gen(r);
+    size_t sp = 0, visits = 0;
     r->stack[sp++] = from;
-    r->reach[from] = r->gen;
+    r->stamp[from] = gen;
     while (sp) {
-        const irp_step *s = &pb->steps[r->stack[--sp]];
+        const irp_step *s = &r->pb->steps[r->stack[--sp]];
+        if (++visits > WALK_BUDGET) {
+            r->work += visits;
+            return -1;
+        }
         for (size_t i = 0; i < s->n_deps; i++) {
             size_t d = s->deps[i];
-            if (d == target)
-                return true;
-            if (r->reach[d] != r->gen) {
-                r->reach[d] = r->gen;
+            if (d == target) {
+                r->work += visits;
+                return 1;
+            }
+            if (r->stamp[d] != gen) {
+                r->stamp[d] = gen;
                 r->stack[sp++] = d;
             }
         }
     }
-    return false;
+    r->work += visits;
+    return 0;
+}
+
+static uint64_t *cached_dependents(reach *r, size_t target)
+{
+    for (size_t i = 0; i < CACHE_SLOTS; i++)
+        if (r->bits[i] && r->cached[i] == target)
+            return r->bits[i];
+    return NULL;
+}
+
+static uint64_t *dependents_of(reach *r, size_t target)
+{
+    uint64_t *hit = cached_dependents(r, target);
+    if (hit)
+        return hit;
+    if (!r->rstart && !build_rdeps(r))
+        return NULL;
+    size_t n = r->pb->n_steps, slot = r->next_slot++ % CACHE_SLOTS;
+    if (!r->bits[slot] && !(r->bits[slot] = malloc(((n + 63) / 64) * sizeof(uint64_t))))
+        return NULL;
+    uint64_t *bits = r->bits[slot];
+    memset(bits, 0, ((n + 63) / 64) * sizeof *bits);
+    r->cached[slot] = target;
+    size_t sp = 0;
+    r->stack[sp++] = target;
+    while (sp) {
+        size_t cur = r->stack[--sp];
+        r->work++;
+        for (size_t k = r->rstart[cur]; k < r->rstart[cur + 1]; k++) {
+            size_t dep = r->rdeps[k];
+            if (!(bits[dep / 64] & (1ull << (dep % 64)))) {
+                bits[dep / 64] |= 1ull << (dep % 64);
+                r->stack[sp++] = dep;
+            }
+        }
+    }
+    return bits;
+}
+
+/* 1 yes, 0 no, -1 unknown (out of memory or over the work budget). */
+static int reaches(reach *r, size_t from, size_t target)
+{
+    if (r->gave_up)
+        return -1;
+    if (r->work > WORK_BUDGET) {
+        r->gave_up = true;
+        return -1;
+    }
+    uint64_t *bits = cached_dependents(r, target);
+    if (bits)
+        return (bits[from / 64] >> (from % 64)) & 1;
+    int found = short_walk(r, from, target);
+    if (found >= 0)
+        return found;
+    bits = dependents_of(r, target);
+    if (!bits)
+        return -1;
+    return (bits[from / 64] >> (from % 64)) & 1;
+}
+
+static void reach_release(reach *r)
+{
+    free(r->stamp);
+    free(r->stack);
+    free(r->rstart);
+    free(r->rdeps);
+    for (size_t i = 0; i < CACHE_SLOTS; i++)
+        free(r->bits[i]);
 }
 
 static void check_steps_ref(refctx *r, const char *const *seg, size_t n, irp_pos pos)
@@ -102,7 +235,13 @@ static void check_steps_ref(refctx *r, const char *const *seg, size_t n, irp_pos
     const irp_step *target = &v->pb->steps[idx];
     if (r->step->is_finally && !target->is_finally)
         return;
-    if (!reaches(r, r->step->index, idx))
+    int found = reaches(r->reach, r->step->index, idx);
+    if (found < 0 && !r->warned_budget) {
+        r->warned_budget = true;
+        vctx_warning(v, pos, "too many steps.X references to check them all against needs; "
+                     "the rest are not checked");
+    }
+    if (found == 0)
         vctx_warning(v, pos, "step '%s' reads steps.%s but does not need it (directly or "
                      "through its needs), so it may not have run yet", r->step->id, seg[1]);
 }
@@ -280,10 +419,11 @@ static void check_step(refctx *r, const irp_step *s)
 void validate_refs(vctx *v)
 {
     irp_playbook *pb = v->pb;
-    refctx r = { .v = v, .var_index = NONE };
-    r.reach = calloc(pb->n_steps ? pb->n_steps : 1, sizeof *r.reach);
-    r.stack = malloc((pb->n_steps ? pb->n_steps : 1) * sizeof *r.stack);
-    if (!r.reach || !r.stack)
+    reach rc = { .pb = pb };
+    refctx r = { .v = v, .var_index = NONE, .reach = &rc };
+    rc.stamp = calloc(pb->n_steps ? pb->n_steps : 1, sizeof *rc.stamp);
+    rc.stack = malloc((pb->n_steps ? pb->n_steps : 1) * sizeof *rc.stack);
+    if (!rc.stamp || !rc.stack)
         goto out;
     for (size_t i = 0; i < pb->n_vars; i++) {
         r.var_index = i;
@@ -294,6 +434,5 @@ void validate_refs(vctx *v)
     for (size_t i = 0; i < pb->n_steps; i++)
         check_step(&r, &pb->steps[i]);
 out:
-    free(r.reach);
-    free(r.stack);
+    reach_release(&rc);
 }

@@ -13,8 +13,10 @@
  * (`!foo`) are kept on the node so the model can say what was probably
  * meant (`when: !steps.x.ok` is a YAML tag, not a negation).
  *
- * Aliases are not copied: an alias node points to the anchored node, so
- * the tree may be a DAG.  Readers must not assume a node has one parent.
+ * An alias of a collection is not copied: it points to the anchored node,
+ * so the tree may be a DAG and readers must not assume a node has one
+ * parent.  An alias of a scalar is a copy positioned at the alias, so a
+ * diagnostic about it (a duplicate key, say) points where it is used.
  */
 #ifndef IRP_NODE_H
 #define IRP_NODE_H
@@ -41,11 +43,16 @@ typedef enum {
 typedef struct irp_node irp_node;
 typedef struct irp_pair { irp_node *key, *value; } irp_pair;
 
+/* irp_node.flags: bookkeeping for whoever walks the tree. */
+enum { IRP_NODE_TAG_REPORTED = 1u << 0, IRP_NODE_VISITED = 1u << 1 };
+
 struct irp_node {
-    irp_node_kind kind;
-    irp_node_style style;
+    uint8_t kind;              /* irp_node_kind */
+    uint8_t style;             /* irp_node_style */
+    uint8_t flags;             /* IRP_NODE_* */
     uint32_t line, col;        /* 1-based position of the node's start */
-    const char *tag;           /* local tag ("!foo") or NULL; core tags are dropped */
+    const char *tag;           /* local tag ("!foo", or the bare "!") or NULL;
+                                  core tags are checked and dropped */
     union {
         struct { const char *s; size_t len; } scalar;  /* NUL-terminated too */
         struct { irp_node **items; size_t n; } seq;

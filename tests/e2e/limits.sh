@@ -2,8 +2,9 @@
 # Hostile and oversized playbooks (SPEC §7): each one generated here must be
 # refused by `irp validate` with exit status 1 and exactly one located
 # diagnostic, well within a time bound -- never a crash, a hang or a
-# runaway allocation.  Then the same inputs again under valgrind, which
-# must find no invalid access and no leak on these error paths.
+# runaway allocation.  A large valid playbook must be checked in bounded
+# time too.  Then the error inputs again under valgrind, which must find
+# no invalid access and no leak on these error paths.
 #
 # Environment: IRP (the irp binary, required).
 # Exit status: 0 all passed; 1 a check failed; 77 every check passed but
@@ -98,6 +99,15 @@ EOF
     printf '      VAR_4242: again\n'
 } >wide.yaml
 
+# Not an error, but the same promise: 50,000 steps in a chain (absent
+# needs: the step before), each reading steps.s0.ok of the first one, so
+# every reference is checked against a long chain of needs.  Checking must
+# stay near linear: this file takes well under a second when it is.
+{
+    printf 'irp: 1\nid: chain\nsteps:\n  - id: s0\n    run: [x]\n'
+    seq 1 49999 | awk '{ printf "  - id: s%d\n    when: steps.s0.ok\n    run: [x]\n", $1 }'
+} >chain.yaml
+
 # name | expected stderr, exactly (a regex, anchored)
 cases=(
     "bomb|bomb\\.yaml:[0-9]+:[0-9]+: error: document expands to more than 10000000 nodes \\(alias expansion counted\\)"
@@ -148,6 +158,20 @@ for c in "${cases[@]}"; do
         passed=$((passed + 1))
     fi
 done
+
+rc=0
+start=$(date +%s%N)
+timeout "$LIMIT_S" "$IRP" validate chain.yaml >out.txt 2>err.txt || rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+if ((rc == 124)); then
+    fail "chain: 50,000 steps reading steps.s0 not validated within $LIMIT_S s"
+elif ((rc != 0)) || [[ -s err.txt || -s out.txt ]]; then
+    fail "chain: exit status $rc, want 0 and no output"
+    awk 'NR <= 5 { print "    have: " $0 }' err.txt
+else
+    echo "ok   chain (${ms} ms): 50,000 steps reading steps.s0, no diagnostics"
+    passed=$((passed + 1))
+fi
 
 # ---- under valgrind ------------------------------------------------------
 

@@ -330,6 +330,10 @@ def main():
             print("FAIL %s %s: %s" % (c.corpus, c.name, p))
     for name, why in sorted(EARLIER_THAN_LIBYAML.items()):
         print("note: %s: %s" % (name, why))
+    for corpus in ("yaml-test-suite", "pyyaml"):
+        mine = [c for c in cases if c.corpus == corpus]
+        bad = sum(1 for c in mine if c.problems)
+        print("%s: %d passed, %d failed" % (corpus, len(mine) - bad, bad))
     print("%d passed, %d failed" % (len(cases) - len(failed), len(failed)))
     return 1 if failed else 0
 
