@@ -475,7 +475,8 @@ static int on_end(builder *b)
         n->u.seq.items = irp_arena_alloc(b->arena, count * sizeof *n->u.seq.items);
         if (!n->u.seq.items)
             return IRP_ENOMEM;
-        memcpy(n->u.seq.items, b->pending + f.start, count * sizeof *n->u.seq.items);
+        if (count)   /* pending may still be NULL: nothing pushed yet */
+            memcpy(n->u.seq.items, b->pending + f.start, count * sizeof *n->u.seq.items);
     } else {
         n->u.map.n = count / 2;
         n->u.map.pairs = irp_arena_alloc(b->arena, (count / 2) * sizeof *n->u.map.pairs);
