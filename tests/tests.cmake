@@ -34,3 +34,4 @@ irp_script_test(e2e_diag_golden bash ${PROJECT_SOURCE_DIR}/tests/e2e/diag_golden
 irp_script_test(e2e_yaml_corpus python3 ${PROJECT_SOURCE_DIR}/tests/e2e/yaml_corpus.py)
 irp_script_test(e2e_limits bash ${PROJECT_SOURCE_DIR}/tests/e2e/limits.sh)
 set_tests_properties(e2e_limits PROPERTIES SKIP_RETURN_CODE 77)
+irp_unit_test(clock)
