@@ -19,6 +19,34 @@ static const irp_cli_command commands[] = {
       "exit status: 0 no errors (warnings allowed), 1 errors found,\n"
       "             2 bad usage or an unreadable file\n",
       irp_cmd_validate },
+    { "run", "run a playbook for real, journaling every step",
+      "usage: irp run PLAYBOOK [-i KEY=VALUE]... [--inputs FILE] [--jobs N] [--runs DIR]\n"
+      "               [--operator NAME] [--yes] [--detected-at TIME]\n"
+      "\n"
+      "Execute the playbook's steps in dependency order, at most N child processes\n"
+      "at once (default 8), recording every state change in a hash-chained journal\n"
+      "under RUNS/<run-id>/ (default ./irp-runs).  The journal head printed at the\n"
+      "end lets anyone check later that the record was not changed.\n"
+      "\n"
+      "  -i KEY=VALUE        an input (repeat for a list: -i hosts=a -i hosts=b,\n"
+      "                      or -i hosts=[a,b])\n"
+      "  --inputs FILE       inputs from a YAML or JSON mapping (-i overrides it)\n"
+      "  --jobs N            child processes at once (default 8)\n"
+      "  --runs DIR          where run directories go (default ./irp-runs)\n"
+      "  --operator NAME     who runs it (default: the login name)\n"
+      "  --yes               answer every confirmation yes\n"
+      "  --detected-at TIME  when the incident was detected (RFC 3339)\n"
+      "\n"
+      "Ctrl-C once stops starting steps (finally still runs); twice also\n"
+      "terminates running commands.  SIGHUP does not stop a run.\n"
+      "\n"
+      "This version runs `run` and `wait` steps; `manual`, `notify` and\n"
+      "`evidence` steps are refused before anything starts.\n"
+      "\n"
+      "exit status: 0 succeeded, 1 a step failed, 2 bad usage or invalid\n"
+      "             playbook or inputs (nothing ran), 3 interrupted,\n"
+      "             4 the journal could not be written\n",
+      irp_cmd_run },
 };
 
 static const size_t ncommands = sizeof commands / sizeof *commands;

@@ -9,6 +9,7 @@
 #include "irp/error.h"
 #include "irp/inputs.h"
 #include "irp/timeutil.h"
+#include "irp/error.h"
 
 static int scalar_value(irp_input_type type, const char *s, size_t len, bool plain,
                         irp_value **out, char *err, size_t errlen)
@@ -74,7 +75,7 @@ int irp_input_from_node(const irp_input_spec *in, const irp_node *n, irp_value *
         irp_value *list = irp_value_new_list();
         if (!list)
             return IRP_ENOMEM;
-        for (size_t i = 0; i < n->u.seq.n; i++) {
+        for (size_t i = 0; i < n->count; i++) {
             const irp_node *it = n->u.seq.items[i];
             if (it->kind != IRP_NODE_SCALAR) {
                 snprintf(err, errlen, "list items must be scalars, not a %s",
@@ -82,7 +83,7 @@ int irp_input_from_node(const irp_input_spec *in, const irp_node *n, irp_value *
                 irp_value_unref(list);
                 return IRP_ETYPE;
             }
-            irp_value *s = irp_value_new_string(it->u.scalar.s, it->u.scalar.len);
+            irp_value *s = irp_value_new_string(it->u.scalar.s, it->len);
             int rc = s ? irp_value_list_append(list, s) : IRP_ENOMEM;
             if (rc) {
                 irp_value_unref(list);
@@ -98,7 +99,7 @@ int irp_input_from_node(const irp_input_spec *in, const irp_node *n, irp_value *
         return IRP_ETYPE;
     }
     irp_value *v;
-    int rc = scalar_value(in->type, n->u.scalar.s, n->u.scalar.len,
+    int rc = scalar_value(in->type, n->u.scalar.s, n->len,
                           n->style == IRP_STYLE_PLAIN, &v, err, errlen);
     if (rc)
         return rc;
@@ -212,4 +213,141 @@ int irp_input_check_pattern(const irp_input_spec *in, const irp_value *v, char *
     }
     regfree(&re);
     return rc;
+}
+
+/* ---- resolution ----------------------------------------------------- */
+
+static const char *const CMDLINE = "command line";
+
+static int from_args(const irp_playbook *pb, char *const *args, size_t nargs,
+                     irp_value **vals, irp_diag_list *diags)
+{
+    int bad = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        const char *eq = strchr(args[i], '=');
+        if (!eq || eq == args[i]) {
+            irp_diag_error(diags, CMDLINE, 0, 0, "-i %s: write -i KEY=VALUE", args[i]);
+            bad = 1;
+            continue;
+        }
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - args[i]), args[i]);
+        const irp_input_spec *in = irp_playbook_input(pb, name);
+        if (!in) {
+            irp_diag_error(diags, CMDLINE, 0, 0, "-i %s: the playbook declares no input '%s'",
+                           args[i], name);
+            bad = 1;
+            continue;
+        }
+        size_t k = (size_t)(in - pb->inputs);
+        char err[512];
+        irp_value *v = NULL;
+        if (irp_input_from_text(in, eq + 1, &v, err, sizeof err)) {
+            irp_diag_error(diags, CMDLINE, 0, 0, "-i %s: %s", name, err);
+            bad = 1;
+            continue;
+        }
+        /* A list given item by item: -i hosts=a -i hosts=b. */
+        if (vals[k] && in->type == IRP_TYPE_LIST && eq[1] != '[') {
+            irp_value_list_append(vals[k], irp_value_ref(irp_value_list_at(v, 0)));
+            irp_value_unref(v);
+        } else {
+            irp_value_unref(vals[k]);
+            vals[k] = v;
+        }
+    }
+    return bad;
+}
+
+static int from_file(const irp_playbook *pb, const char *file, irp_value **vals,
+                     irp_diag_list *diags)
+{
+    char *buf;
+    size_t len;
+    int rc = irp_file_read(file, IRP_YAML_MAX_BYTES, &buf, &len);
+    if (rc) {
+        irp_diag_error(diags, file, 0, 0, "cannot read: %s", irp_strerror(rc));
+        return 1;
+    }
+    irp_arena a;
+    irp_arena_init(&a, 0);
+    irp_node *root = NULL;
+    int bad = 0;
+    if (irp_yaml_parse(&a, file, buf, len, NULL, diags, &root) != 0) {
+        bad = 1;
+    } else if (root->kind != IRP_NODE_MAP) {
+        irp_diag_error(diags, file, root->line, root->col, "inputs must be a mapping of names to values");
+        bad = 1;
+    }
+    for (size_t i = 0; !bad && i < root->count; i++) {
+        const irp_pair *p = &root->u.map.pairs[i];
+        const irp_input_spec *in = irp_playbook_input(pb, p->key->u.scalar.s);
+        char err[512];
+        irp_value *v = NULL;
+        if (!in) {
+            irp_diag_error(diags, file, p->key->line, p->key->col,
+                           "the playbook declares no input '%s'", p->key->u.scalar.s);
+            bad = 1;
+        } else if (irp_input_from_node(in, p->value, &v, err, sizeof err)) {
+            irp_diag_error(diags, file, p->value->line, p->value->col, "input '%s': %s",
+                           in->name, err);
+            bad = 1;
+        } else {
+            size_t k = (size_t)(in - pb->inputs);
+            irp_value_unref(vals[k]);
+            vals[k] = v;
+        }
+    }
+    irp_arena_release(&a);
+    free(buf);
+    return bad;
+}
+
+int irp_inputs_resolve(const irp_playbook *pb, char *const *args, size_t nargs,
+                       const char *inputs_file, bool use_example, irp_diag_list *diags,
+                       irp_value **out)
+{
+    *out = NULL;
+    irp_value **vals = calloc(pb->n_inputs ? pb->n_inputs : 1, sizeof *vals);
+    irp_value *map = irp_value_new_map();
+    if (!vals || !map) {
+        free(vals);
+        irp_value_unref(map);
+        return IRP_ENOMEM;
+    }
+    int bad = inputs_file ? from_file(pb, inputs_file, vals, diags) : 0;
+    /* -i overrides --inputs: applied second, replacing. */
+    irp_value **over = calloc(pb->n_inputs ? pb->n_inputs : 1, sizeof *over);
+    bad |= over ? from_args(pb, args, nargs, over, diags) : 1;
+    for (size_t k = 0; over && k < pb->n_inputs; k++)
+        if (over[k]) {
+            irp_value_unref(vals[k]);
+            vals[k] = over[k];
+        }
+    free(over);
+    for (size_t k = 0; k < pb->n_inputs; k++) {
+        const irp_input_spec *in = &pb->inputs[k];
+        const irp_node *fallback = in->def ? in->def : use_example ? in->example : NULL;
+        char err[512];
+        if (!vals[k] && fallback)
+            irp_input_from_node(in, fallback, &vals[k], err, sizeof err);
+        if (!vals[k] && in->required) {
+            irp_diag_error(diags, CMDLINE, 0, 0, "input '%s' is required: give -i %s=VALUE",
+                           in->name, in->name);
+            bad = 1;
+        }
+        if (vals[k] && irp_input_check_pattern(in, vals[k], err, sizeof err)) {
+            irp_diag_error(diags, CMDLINE, 0, 0, "%s", err);
+            bad = 1;
+        }
+        irp_value_map_set(map, in->name, strlen(in->name),
+                          vals[k] ? vals[k] : irp_value_new_null());
+    }
+    free(vals);
+    if (bad) {
+        irp_value_unref(map);
+        return IRP_EINVAL;
+    }
+    *out = map;
+    return 0;
 }

@@ -32,4 +32,21 @@ int irp_input_from_text(const irp_input_spec *in, const char *text, irp_value **
 int irp_input_check_pattern(const irp_input_spec *in, const irp_value *v, char *err,
                             size_t errlen);
 
+
+#ifndef IRP_INPUTS_RESOLVE
+#define IRP_INPUTS_RESOLVE
+#include "irp/diag.h"
+
+/* Resolve every declared input: `-i KEY=VALUE` (args, repeatable; a list
+ * input collects repeats), then an --inputs file (YAML or JSON mapping;
+ * may be NULL), then `default` (and `example` when use_example).  Checks
+ * types, patterns and required inputs; unknown names are errors.
+ * Problems are added to diags (file positions for the inputs file,
+ * "command line" otherwise).  Returns 0 and a new map in *out, or
+ * IRP_EINVAL when any error was reported. */
+int irp_inputs_resolve(const irp_playbook *pb, char *const *args, size_t nargs,
+                       const char *inputs_file, bool use_example, irp_diag_list *diags,
+                       irp_value **out);
+#endif
+
 #endif

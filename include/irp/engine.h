@@ -1,0 +1,73 @@
+/* irp — the engine: steps' state machine, scheduling, retries, timeouts,
+ * failure policy, `finally`, and the journal events that record it all.
+ *
+ * One engine serves every mode: the caller chooses the clock and the
+ * executors.  The engine drives executors through their table (exec.h)
+ * and never knows which kind it runs.  Every event is appended to the
+ * journal before the engine acts on it; an action starts only once its
+ * `step.started` is durable.
+ */
+#ifndef IRP_ENGINE_H
+#define IRP_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "irp/clock.h"
+#include "irp/exec.h"
+#include "irp/journal.h"
+#include "irp/model.h"
+#include "irp/value.h"
+
+typedef enum {
+    IRP_ST_PENDING, IRP_ST_WAITING, IRP_ST_AWAITING_INPUT, IRP_ST_RUNNING,
+    IRP_ST_SUCCEEDED, IRP_ST_FAILED, IRP_ST_TIMED_OUT, IRP_ST_SKIPPED,
+    IRP_ST_CANCELLED, IRP_ST_INTERRUPTED
+} irp_state;
+
+const char *irp_state_name(irp_state s);
+bool irp_state_ended(irp_state s);
+
+typedef enum { IRP_RUN_SUCCEEDED, IRP_RUN_FAILED, IRP_RUN_INTERRUPTED } irp_run_status;
+
+typedef struct irp_engine irp_engine;
+
+typedef struct irp_engine_opts {
+    const irp_playbook *pb;          /* validated; borrowed */
+    uv_loop_t *loop;
+    irp_clock *clock;
+    irp_journal *journal;            /* created; the engine appends run.started on */
+    const char *mode;                /* "run" */
+    const char *run_id, *run_dir;
+    const char *operator_name;
+    const char *playbook_sha256;
+    irp_value *inputs;               /* map, resolved; borrowed */
+    int64_t detected_at_ms;          /* UTC ms; the run's start when < 0 */
+    unsigned jobs;                   /* child processes at once */
+    const char *const *base_env;     /* children's environment less secrets */
+    const char *const *redact;       /* secret values */
+    const irp_executor *(*executor)(irp_action_kind kind);
+    /* Called after each event is appended (for the terminal); may be NULL. */
+    void (*on_event)(void *ctx, const json_t *ev);
+    void *ctx;
+} irp_engine_opts;
+
+int irp_engine_new(const irp_engine_opts *opts, irp_engine **out);
+/* Start: journal run.started, evaluate vars, start what is ready.  Then
+ * run the loop; the engine stops it when the run has ended. */
+int irp_engine_start(irp_engine *e);
+/* Ctrl-C / SIGTERM: the first acts as on_failure abort (finally still
+ * runs); the second also terminates running process groups. */
+void irp_engine_interrupt(irp_engine *e);
+bool irp_engine_done(const irp_engine *e);
+irp_run_status irp_engine_status(const irp_engine *e);
+/* 0, or the IRP_E* that stopped the journal (the run then exits 4). */
+int irp_engine_journal_error(const irp_engine *e);
+void irp_engine_free(irp_engine *e);
+
+/* Step states, for the report written at the end. */
+size_t irp_engine_nsteps(const irp_engine *e);
+irp_state irp_engine_step_state(const irp_engine *e, size_t i);
+
+#endif

@@ -1,0 +1,335 @@
+/* irp run PLAYBOOK: execute a playbook for real. */
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "irp/cli.h"
+#include "irp/clock.h"
+#include "irp/engine.h"
+#include "irp/error.h"
+#include "irp/inputs.h"
+#include "irp/journal.h"
+#include "irp/proc.h"
+#include "irp/timeutil.h"
+#include "rundir.h"
+#include "strvec.h"
+
+extern char **environ;
+
+typedef struct run_args {
+    const char *playbook, *inputs_file, *runs, *operator_name, *detected_at;
+    strvec iargs;
+    unsigned jobs;
+    bool yes, no_fsync;
+} run_args;
+
+typedef struct run_ui {
+    const irp_cli_common *common;
+    irp_engine *engine;
+    uv_signal_t sigint, sigterm, sighup;
+} run_ui;
+
+static int parse_args(int argc, char **argv, run_args *a)
+{
+    a->jobs = 8;
+    a->runs = "irp-runs";
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes = strcmp(s, "-i") == 0 || strcmp(s, "--inputs") == 0 ||
+                     strcmp(s, "--jobs") == 0 || strcmp(s, "--runs") == 0 ||
+                     strcmp(s, "--operator") == 0 || strcmp(s, "--detected-at") == 0 ||
+                     strcmp(s, "--answers") == 0;
+        if (takes && !val)
+            return irp_cli_usage_error("run", "%s needs a value", s);
+        if (strcmp(s, "-i") == 0) {
+            strvec_push(&a->iargs, val);
+        } else if (strcmp(s, "--inputs") == 0) {
+            a->inputs_file = val;
+        } else if (strcmp(s, "--jobs") == 0) {
+            char *end;
+            long n = strtol(val, &end, 10);
+            if (*end || n < 1 || n > 100000)
+                return irp_cli_usage_error("run", "--jobs takes a number from 1 to 100000");
+            a->jobs = (unsigned)n;
+        } else if (strcmp(s, "--runs") == 0) {
+            a->runs = val;
+        } else if (strcmp(s, "--operator") == 0) {
+            a->operator_name = val;
+        } else if (strcmp(s, "--detected-at") == 0) {
+            a->detected_at = val;
+        } else if (strcmp(s, "--answers") == 0) {
+            return irp_cli_usage_error("run", "--answers is not supported by this version yet");
+        } else if (strcmp(s, "--yes") == 0 || strcmp(s, "-y") == 0) {
+            a->yes = true;
+            continue;
+        } else if (strcmp(s, "--no-fsync") == 0) {
+            a->no_fsync = true;
+            continue;
+        } else if (s[0] == '-' && s[1]) {
+            return irp_cli_usage_error("run", "unknown option '%s'", s);
+        } else if (a->playbook) {
+            return irp_cli_usage_error("run", "one playbook at a time ('%s' and '%s')",
+                                       a->playbook, s);
+        } else {
+            a->playbook = s;
+            continue;
+        }
+        i++;
+    }
+    if (!a->playbook)
+        return irp_cli_usage_error("run", "no playbook given");
+    return 0;
+}
+
+/* Steps this build cannot execute are refused before anything starts. */
+static int check_runnable(const irp_playbook *pb, bool yes)
+{
+    int bad = 0;
+    for (size_t i = 0; i < pb->n_steps; i++) {
+        const irp_step *s = &pb->steps[i];
+        if (!irp_exec_real(s->action)) {
+            fprintf(stderr, "%s:%u:%u: error: step '%s': this version of irp run cannot run "
+                    "'%s' steps yet\n", pb->file, s->pos.line, s->pos.col, s->id,
+                    irp_action_name(s->action));
+            bad = 1;
+        } else if (s->confirm && !yes) {
+            fprintf(stderr, "%s:%u:%u: error: step '%s' asks for confirmation: answer it with "
+                    "--yes (interactive prompts are not available in this version)\n",
+                    pb->file, s->pos.line, s->pos.col, s->id);
+            bad = 1;
+        }
+    }
+    return bad;
+}
+
+/* Secrets referenced anywhere in templates: their values are redacted
+ * from logs and removed from children's inherited environment.  Names are
+ * found inside ${{ }} spans of the playbook's text. */
+static int collect_secrets(const irp_playbook *pb, strvec *names, strvec *values)
+{
+    const char *p = pb->src, *end = pb->src + pb->src_len;
+    int missing = 0;
+    while ((p = memmem(p, (size_t)(end - p), "${{", 3))) {
+        const char *close = memmem(p, (size_t)(end - p), "}}", 2);
+        if (!close)
+            break;
+        for (const char *q = p; (q = memmem(q, (size_t)(close - q), "secrets.", 8)); q += 8) {
+            const char *n = q + 8, *e = n;
+            while (e < close && (e[0] == '_' || (e[0] >= 'A' && e[0] <= 'Z') ||
+                                 (e[0] >= 'a' && e[0] <= 'z') || (e[0] >= '0' && e[0] <= '9')))
+                e++;
+            char name[256];
+            snprintf(name, sizeof name, "%.*s", (int)(e - n), n);
+            bool seen = false;
+            for (size_t k = 0; k < names->n; k++)
+                seen |= strcmp(names->v[k], name) == 0;
+            if (seen || !*name)
+                continue;
+            strvec_push(names, name);
+            const char *v = getenv(name);
+            if (!v) {
+                fprintf(stderr, "irp run: secret '%s' is not set: export %s before the run\n",
+                        name, name);
+                missing = 1;
+            } else {
+                strvec_push(values, v);
+            }
+        }
+        p = close + 2;
+    }
+    return missing;
+}
+
+static int base_env(const strvec *secret_names, strvec *env)
+{
+    for (char **e = environ; *e; e++) {
+        bool secret = false;
+        for (size_t k = 0; k < secret_names->n && !secret; k++) {
+            size_t len = strlen(secret_names->v[k]);
+            secret = strncmp(*e, secret_names->v[k], len) == 0 && (*e)[len] == '=';
+        }
+        if (!secret && strncmp(*e, "IRP_", 4) != 0 && strvec_push(env, *e))
+            return IRP_ENOMEM;
+    }
+    return env->v ? 0 : strvec_push(env, "IRP_=1") ;
+}
+
+static void print_event(void *ctx, const json_t *ev)
+{
+    run_ui *ui = ctx;
+    if (ui->common->quiet)
+        return;
+    const char *name = json_string_value(json_object_get(ev, "event"));
+    const char *ts = json_string_value(json_object_get(ev, "ts"));
+    const char *inst = json_string_value(json_object_get(ev, "instance"));
+    if (!inst)
+        inst = json_string_value(json_object_get(ev, "step"));
+    const char *detail = json_string_value(json_object_get(ev, "status"));
+    if (!detail)
+        detail = json_string_value(json_object_get(ev, "reason"));
+    if (!detail)
+        detail = json_string_value(json_object_get(ev, "error"));
+    if (!ui->common->verbose && (strcmp(name, "step.spawned") == 0))
+        return;
+    printf("%s %-15s %s%s%s\n", ts ? ts + 11 : "", name, inst ? inst : "",
+           detail ? "  " : "", detail ? detail : "");
+    fflush(stdout);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    run_ui *ui = h->data;
+    if (signum == SIGHUP)
+        return;   /* the run goes on without its terminal */
+    irp_engine_interrupt(ui->engine);
+}
+
+static void write_report(const irp_playbook *pb, const char *dir, const char *run_id,
+                         irp_engine *e, const char *head, const char *status)
+{
+    char *md = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&md, &len);
+    if (!f)
+        return;
+    fprintf(f, "**TLP:%s**\n\n# %s\n\n", irp_tlp_name(pb->tlp), pb->title);
+    fprintf(f, "| | |\n|---|---|\n| run | `%s` |\n| playbook | `%s` |\n| status | %s |\n"
+               "| journal head | `%s` |\n\n## Steps\n\n| step | status |\n|---|---|\n",
+            run_id, pb->id, status, head);
+    for (size_t i = 0; i < irp_engine_nsteps(e); i++)
+        fprintf(f, "| %s | %s |\n", pb->steps[i].id, irp_state_name(irp_engine_step_state(e, i)));
+    fclose(f);
+    rundir_write(dir, "report.md", md, len);
+    free(md);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const strvec *env,
+                   const strvec *redact, const irp_cli_common *common)
+{
+    char run_id[256], err[512] = "", sha[IRP_SHA256_HEX];
+    rundir_make_id(pb->id, run_id, sizeof run_id);
+    char *dir = NULL;
+    if (rundir_create(a->runs, run_id, pb, inputs, &dir, err, sizeof err)) {
+        fprintf(stderr, "irp run: %s\n", err);
+        return IRP_EXIT_JOURNAL;
+    }
+    char jpath[4096];
+    snprintf(jpath, sizeof jpath, "%s/journal.jsonl", dir);
+    irp_journal *j = NULL;
+    int rc = irp_journal_create(jpath, &j);
+    if (rc) {
+        fprintf(stderr, "irp run: cannot create %s: %s\n", jpath, irp_strerror(rc));
+        free(dir);
+        return IRP_EXIT_JOURNAL;
+    }
+    irp_journal_set_fsync(j, !a->no_fsync);
+    irp_sha256_hex(pb->src, pb->src_len, sha);
+    int64_t detected = -1;
+    if (a->detected_at)
+        irp_time_parse(a->detected_at, strlen(a->detected_at), &detected);
+    const char *op = a->operator_name;
+    struct passwd *pw = op ? NULL : getpwuid(getuid());
+    if (!op)
+        op = getenv("USER") ? getenv("USER") : pw ? pw->pw_name : "unknown";
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    irp_clock *clock = NULL;
+    irp_clock_create_real(&loop, &clock);
+    run_ui ui = { .common = common };
+    irp_engine_opts o = {
+        .pb = pb, .loop = &loop, .clock = clock, .journal = j, .mode = "run",
+        .run_id = run_id, .run_dir = dir, .operator_name = op, .playbook_sha256 = sha,
+        .inputs = inputs, .detected_at_ms = detected, .jobs = a->jobs,
+        .base_env = (const char *const *)env->v,
+        .redact = redact->v ? (const char *const *)redact->v : (const char *const[]){ NULL },
+        .executor = irp_exec_real, .on_event = print_event, .ctx = &ui,
+    };
+    irp_engine_new(&o, &ui.engine);
+    uv_signal_t *sigs[] = { &ui.sigint, &ui.sigterm, &ui.sighup };
+    int signums[] = { SIGINT, SIGTERM, SIGHUP };
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&loop, sigs[i]);
+        sigs[i]->data = &ui;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+        uv_unref((uv_handle_t *)sigs[i]);
+    }
+    if (!common->quiet)
+        printf("TLP:%s  %s  run %s\n", irp_tlp_name(pb->tlp), pb->title, run_id);
+    irp_engine_start(ui.engine);
+    while (!irp_engine_done(ui.engine) && uv_run(&loop, UV_RUN_DEFAULT) != 0)
+        ;
+    if (!irp_engine_done(ui.engine))
+        uv_run(&loop, UV_RUN_DEFAULT);
+    irp_run_status st = irp_engine_status(ui.engine);
+    int jerr = irp_engine_journal_error(ui.engine);
+    static const char *const names[] = { "succeeded", "failed", "interrupted" };
+    const char *head = irp_journal_head(j);
+    write_report(pb, dir, run_id, ui.engine, head, names[st]);
+    if (!common->quiet || st != IRP_RUN_SUCCEEDED)
+        printf("run %s %s; journal head %s\n", run_id, names[st], head);
+    printf("%s\n", dir);
+
+    irp_engine_free(ui.engine);
+    irp_clock_close(clock);
+    irp_journal_close(j);
+    irp_proc_shutdown(&loop);
+    uv_walk(&loop, close_walk, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    free(dir);
+    if (jerr)
+        return IRP_EXIT_JOURNAL;
+    return st == IRP_RUN_INTERRUPTED ? IRP_EXIT_INTERRUPTED
+           : st == IRP_RUN_FAILED    ? IRP_EXIT_FAILED : IRP_EXIT_OK;
+}
+
+int irp_cmd_run(int argc, char **argv, const irp_cli_common *common)
+{
+    run_args a = { 0 };
+    int rc = parse_args(argc, argv, &a);
+    if (rc) {
+        strvec_release(&a.iargs);
+        return rc;
+    }
+    int64_t t;
+    if (a.detected_at && irp_time_parse(a.detected_at, strlen(a.detected_at), &t) != 0) {
+        strvec_release(&a.iargs);
+        return irp_cli_usage_error("run", "--detected-at takes an RFC 3339 time with an offset");
+    }
+    irp_diag_list diags = IRP_DIAG_LIST_INIT;
+    irp_playbook *pb = NULL;
+    irp_value *inputs = NULL;
+    strvec names = STRVEC_INIT, values = STRVEC_INIT, env = STRVEC_INIT;
+    int status = IRP_EXIT_USAGE;
+    rc = irp_playbook_load(a.playbook, &diags, &pb);
+    if (!rc)
+        rc = irp_inputs_resolve(pb, a.iargs.v, a.iargs.n, a.inputs_file, false, &diags, &inputs);
+    irp_diag_sort(&diags);
+    irp_diag_print(&diags, stderr, common->color);
+    if (rc == IRP_ENOMEM)
+        status = IRP_EXIT_INTERNAL;
+    else if (!rc && !check_runnable(pb, a.yes) && !collect_secrets(pb, &names, &values) &&
+             !base_env(&names, &env))
+        status = execute(pb, &a, inputs, &env, &values, common);
+    irp_value_unref(inputs);
+    irp_playbook_free(pb);
+    irp_diag_list_release(&diags);
+    strvec_release(&names);
+    strvec_release(&values);
+    strvec_release(&env);
+    strvec_release(&a.iargs);
+    return status;
+}

@@ -1,0 +1,861 @@
+/* The engine: ready → waiting → running → ended, for every instance of
+ * every step, with each transition journaled before it takes effect. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_int.h"
+#include "irp/error.h"
+#include "irp/template.h"
+#include "irp/timeutil.h"
+
+#define KILL_GRACE_MS 5000
+#define MAX_RETRY_DELAY_MS (3600 * 1000)
+
+static const char *const state_names[] = {
+    "pending", "waiting", "awaiting_input", "running", "succeeded", "failed", "timed_out",
+    "skipped", "cancelled", "interrupted",
+};
+
+const char *irp_state_name(irp_state s) { return state_names[s]; }
+bool irp_state_ended(irp_state s) { return s >= IRP_ST_SUCCEEDED; }
+
+static void step_ready(irp_engine *e, sstate *st);
+static void inst_end(irp_engine *e, inst *in, irp_state state);
+static void start_attempt(irp_engine *e, inst *in);
+
+/* ---- events --------------------------------------------------------- */
+
+static json_t *time_json(int64_t ms)
+{
+    char buf[IRP_TIME_BUFSZ];
+    irp_time_format(ms, buf);
+    return json_string(buf);
+}
+
+static int64_t real_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+json_t *engine_event(irp_engine *e, const char *name)
+{
+    json_t *ev = json_object();
+    json_object_set_new(ev, "ts", time_json(irp_clock_wall_ms(e->o.clock)));
+    json_object_set_new(ev, "wall", time_json(real_wall_ms()));
+    json_object_set_new(ev, "event", json_string(name));
+    return ev;
+}
+
+static json_t *inst_event(irp_engine *e, const char *name, const inst *in)
+{
+    json_t *ev = engine_event(e, name);
+    json_object_set_new(ev, "step", json_string(in->st->def->id));
+    json_object_set_new(ev, "instance", json_string(in->id));
+    json_object_set_new(ev, "attempt", json_integer(in->attempt ? in->attempt : 1));
+    return ev;
+}
+
+/* Appends and frees ev.  A journal that cannot be written stops the run
+ * from starting anything new, `finally` included (exit 4). */
+int engine_emit(irp_engine *e, json_t *ev, uint64_t *seq)
+{
+    uint64_t s = 0;
+    int rc = e->journal_err ? e->journal_err : irp_journal_append(e->o.journal, ev, &s);
+    if (rc && !e->journal_err) {
+        e->journal_err = rc;
+        e->aborting = true;
+        fprintf(stderr, "irp: cannot write the journal: %s; starting nothing new\n",
+                irp_strerror(rc));
+    }
+    if (!rc && e->o.on_event)
+        e->o.on_event(e->o.ctx, ev);
+    json_decref(ev);
+    if (seq)
+        *seq = s;
+    return rc;
+}
+
+/* ---- helpers -------------------------------------------------------- */
+
+static const irp_executor *executor_of(irp_engine *e, const sstate *st)
+{
+    return e->o.executor(st->def->action);
+}
+
+static bool is_ok(const sstate *st)
+{
+    return st->state == IRP_ST_SUCCEEDED ||
+           ((st->state == IRP_ST_FAILED || st->state == IRP_ST_TIMED_OUT) &&
+            st->def->on_failure == IRP_FAIL_IGNORE);
+}
+
+static void queue_push(irp_engine *e, inst *in, bool front)
+{
+    in->next = NULL;
+    if (!e->queue_head) {
+        e->queue_head = e->queue_tail = in;
+    } else if (front) {
+        in->next = e->queue_head;
+        e->queue_head = in;
+    } else {
+        e->queue_tail->next = in;
+        e->queue_tail = in;
+    }
+}
+
+static inst *queue_pop(irp_engine *e)
+{
+    inst *in = e->queue_head;
+    if (in) {
+        e->queue_head = in->next;
+        if (!e->queue_head)
+            e->queue_tail = NULL;
+    }
+    return in;
+}
+
+static void pump(irp_engine *e)
+{
+    while (e->queue_head && e->running_slots < e->o.jobs) {
+        inst *in = queue_pop(e);
+        e->running_slots++;
+        in->has_slot = true;
+        start_attempt(e, in);
+    }
+}
+
+/* ---- ending --------------------------------------------------------- */
+
+static irp_run_status compute_status(const irp_engine *e)
+{
+    if (e->interrupted)
+        return IRP_RUN_INTERRUPTED;
+    bool failed = false;
+    for (size_t i = 0; i < e->n_steps; i++) {
+        const sstate *st = &e->steps[i];
+        for (size_t k = 0; k < st->n; k++)
+            if (st->insts[k].state == IRP_ST_INTERRUPTED)
+                return IRP_RUN_INTERRUPTED;
+        if ((st->state == IRP_ST_FAILED || st->state == IRP_ST_TIMED_OUT) &&
+            st->def->on_failure != IRP_FAIL_IGNORE)
+            failed = true;
+    }
+    return failed ? IRP_RUN_FAILED : IRP_RUN_SUCCEEDED;
+}
+
+irp_run_status irp_engine_status(const irp_engine *e)
+{
+    return compute_status(e);
+}
+
+static void run_end(irp_engine *e)
+{
+    static const char *const names[] = { "succeeded", "failed", "interrupted" };
+    if (e->finished)
+        return;
+    e->finished = true;
+    json_t *ev = engine_event(e, "run.finished");
+    json_object_set_new(ev, "status", json_string(names[compute_status(e)]));
+    json_t *counts = json_object();
+    for (size_t i = 0; i < e->n_steps; i++) {
+        const char *s = irp_state_name(e->steps[i].state);
+        json_object_set_new(counts, s, json_integer(json_integer_value(json_object_get(counts, s)) + 1));
+    }
+    json_object_set_new(ev, "steps", counts);
+    engine_emit(e, ev, NULL);
+    if (!e->journal_err) {
+        int rc = irp_journal_sync(e->o.journal);
+        if (rc)
+            e->journal_err = rc;
+    }
+    uv_stop(e->o.loop);
+}
+
+static void start_finally(irp_engine *e)
+{
+    e->finally_started = true;
+    for (size_t i = e->n_main; i < e->n_steps; i++)
+        if (e->steps[i].deps_left == 0 && !e->steps[i].ready)
+            step_ready(e, &e->steps[i]);
+}
+
+static irp_state aggregate(const sstate *st)
+{
+    if (!st->def->has_for_each)
+        return st->n ? st->insts[0].state : IRP_ST_SKIPPED;
+    bool any_ok = false, any_cancel = false, any_int = false;
+    for (size_t i = 0; i < st->n; i++) {
+        irp_state s = st->insts[i].state;
+        if (s == IRP_ST_FAILED || s == IRP_ST_TIMED_OUT)
+            return IRP_ST_FAILED;
+        any_ok |= s == IRP_ST_SUCCEEDED;
+        any_cancel |= s == IRP_ST_CANCELLED;
+        any_int |= s == IRP_ST_INTERRUPTED;
+    }
+    return any_int ? IRP_ST_INTERRUPTED : any_ok ? IRP_ST_SUCCEEDED
+           : any_cancel ? IRP_ST_CANCELLED : IRP_ST_SKIPPED;
+}
+
+static void abort_run(irp_engine *e);
+
+static void step_end(irp_engine *e, sstate *st, irp_state state)
+{
+    st->state = state;
+    st->finished_wall = irp_clock_wall_ms(e->o.clock);
+    e->total_ended++;
+    bool is_main = !st->def->is_finally;
+    if (is_main)
+        e->main_ended++;
+    if ((state == IRP_ST_FAILED || state == IRP_ST_TIMED_OUT) && is_main &&
+        st->def->on_failure == IRP_FAIL_ABORT)
+        abort_run(e);
+    for (size_t i = 0; i < st->n_dependents; i++) {
+        sstate *d = &e->steps[st->dependents[i]];
+        if (--d->deps_left == 0 && (!d->def->is_finally || e->finally_started))
+            step_ready(e, d);
+    }
+    if (e->main_ended == e->n_main && !e->finally_started)
+        start_finally(e);
+    if (e->total_ended == e->n_steps)
+        run_end(e);
+}
+
+static void inst_end(irp_engine *e, inst *in, irp_state state)
+{
+    in->state = state;
+    in->finished_wall = irp_clock_wall_ms(e->o.clock);
+    sstate *st = in->st;
+    if (++st->n_ended == st->n)
+        step_end(e, st, aggregate(st));
+}
+
+/* ---- skipping and cancelling --------------------------------------- */
+
+static void skip_step(irp_engine *e, sstate *st, const char *reason)
+{
+    json_t *ev = engine_event(e, "step.skipped");
+    json_object_set_new(ev, "step", json_string(st->def->id));
+    json_object_set_new(ev, "reason", json_string(reason));
+    engine_emit(e, ev, NULL);
+    step_end(e, st, IRP_ST_SKIPPED);
+}
+
+static void cancel_step(irp_engine *e, sstate *st, const char *reason)
+{
+    json_t *ev = engine_event(e, "step.cancelled");
+    json_object_set_new(ev, "step", json_string(st->def->id));
+    json_object_set_new(ev, "reason", json_string(reason));
+    engine_emit(e, ev, NULL);
+    step_end(e, st, IRP_ST_CANCELLED);
+}
+
+static void cancel_inst(irp_engine *e, inst *in, const char *reason)
+{
+    irp_timer_stop(&in->timer);
+    json_t *ev = inst_event(e, "step.cancelled", in);
+    json_object_set_new(ev, "reason", json_string(reason));
+    engine_emit(e, ev, NULL);
+    inst_end(e, in, IRP_ST_CANCELLED);
+}
+
+/* on_failure: abort (or Ctrl-C): start nothing new but `finally`; queued
+ * instances, pending retries and waits are cancelled; processes already
+ * running finish. */
+static void abort_run(irp_engine *e)
+{
+    if (e->aborting && !e->interrupted && e->queue_head == NULL)
+        return;
+    e->aborting = true;
+    inst *in;
+    while ((in = queue_pop(e)))
+        cancel_inst(e, in, "aborted");
+    for (size_t i = 0; i < e->n_main; i++) {
+        sstate *st = &e->steps[i];
+        for (size_t k = 0; k < st->n; k++) {
+            inst *x = &st->insts[k];
+            if (x->state == IRP_ST_WAITING && irp_timer_active(&x->timer))
+                cancel_inst(e, x, "aborted");
+            else if (x->state == IRP_ST_RUNNING && st->def->action == IRP_ACT_WAIT)
+                executor_of(e, st)->cancel(&x->job, SIGTERM);
+        }
+    }
+}
+
+/* ---- attempts ------------------------------------------------------- */
+
+static void kill_timeout(irp_timer *t)
+{
+    inst *in = t->data;
+    executor_of(in->sctx->e, in->st)->cancel(&in->job, SIGKILL);
+}
+
+/* A timeout sends SIGTERM to the process group, then SIGKILL 5 s later. */
+static void attempt_timeout(irp_timer *t)
+{
+    inst *in = t->data;
+    irp_engine *e = in->sctx->e;
+    in->timed_out = true;
+    executor_of(e, in->st)->cancel(&in->job, SIGTERM);
+    in->kill_timer.data = in;
+    irp_timer_start(e->o.clock, &in->kill_timer, KILL_GRACE_MS, kill_timeout);
+}
+
+static void retry_due(irp_timer *t)
+{
+    inst *in = t->data;
+    irp_engine *e = in->sctx->e;
+    if (executor_of(e, in->st)->takes_slot) {
+        queue_push(e, in, false);
+        pump(e);
+    } else {
+        start_attempt(e, in);
+    }
+}
+
+static int64_t retry_delay(const irp_step *s, int attempt)
+{
+    double d = (double)s->retry_delay_ms;
+    for (int i = 1; i < attempt && d < MAX_RETRY_DELAY_MS; i++)
+        d *= s->retry_backoff;
+    return d > MAX_RETRY_DELAY_MS ? MAX_RETRY_DELAY_MS : (int64_t)d;
+}
+
+static json_t *outputs_json(const irp_value *v)
+{
+    return v ? irp_value_to_json(v, IRP_VALUE_JSON_REDACT) : json_object();
+}
+
+static void release_job(irp_engine *e, inst *in)
+{
+    if (in->job_live)
+        executor_of(e, in->st)->release(&in->job);
+    in->job_live = false;
+}
+
+static void attempt_finished(irp_job *job)
+{
+    inst *in = job->engine_data;
+    irp_engine *e = in->sctx->e;
+    irp_timer_stop(&in->timer);
+    irp_timer_stop(&in->kill_timer);
+    irp_state state = job->outcome == IRP_JOB_CANCELLED ? IRP_ST_CANCELLED
+                      : in->timed_out                   ? IRP_ST_TIMED_OUT
+                      : job->outcome == IRP_JOB_SUCCEEDED ? IRP_ST_SUCCEEDED
+                                                          : IRP_ST_FAILED;
+    irp_value_unref(in->outputs);
+    irp_value_unref(in->stdout_v);
+    in->outputs = job->outputs;
+    in->stdout_v = job->stdout_v;
+    job->outputs = job->stdout_v = NULL;
+    in->exit_code = job->exit_code;
+    json_t *ev = inst_event(e, "step.finished", in);
+    json_object_set_new(ev, "status", json_string(irp_state_name(state)));
+    if (job->exit_code >= 0)
+        json_object_set_new(ev, "exit_code", json_integer(job->exit_code));
+    if (job->term_signal)
+        json_object_set_new(ev, "signal", json_integer(job->term_signal));
+    json_object_set_new(ev, "duration_ms",
+                        json_integer(irp_clock_now_ms(e->o.clock) - in->started_mono));
+    json_object_set_new(ev, "outputs", outputs_json(in->outputs));
+    if (job->log_sha256[0])
+        json_object_set_new(ev, "log_sha256", json_string(job->log_sha256));
+    if (job->error[0])
+        json_object_set_new(ev, "error", json_string(job->error));
+    engine_emit(e, ev, NULL);
+    release_job(e, in);
+    if (in->has_slot) {
+        in->has_slot = false;
+        e->running_slots--;
+    }
+    bool again = (state == IRP_ST_FAILED || state == IRP_ST_TIMED_OUT) && !in->no_retry &&
+                 in->attempt <= in->st->def->retries && !e->aborting;
+    in->no_retry = false;
+    if (again) {
+        int64_t delay = retry_delay(in->st->def, in->attempt);
+        ev = inst_event(e, "step.retrying", in);
+        json_object_set_new(ev, "next_attempt", json_integer(in->attempt + 1));
+        json_object_set_new(ev, "delay_ms", json_integer(delay));
+        engine_emit(e, ev, NULL);
+        in->state = IRP_ST_WAITING;
+        in->timer.data = in;
+        irp_timer_start(e->o.clock, &in->timer, delay, retry_due);
+    } else {
+        inst_end(e, in, state);
+    }
+    pump(e);
+}
+
+static void attempt_spawned(irp_job *job, pid_t pid)
+{
+    inst *in = job->engine_data;
+    json_t *ev = inst_event(in->sctx->e, "step.spawned", in);
+    json_object_set_new(ev, "pid", json_integer(pid));
+    json_object_set_new(ev, "pgid", json_integer(pid));
+    engine_emit(in->sctx->e, ev, NULL);
+}
+
+/* An attempt that could not even begin (expression error, no slot, a
+ * journal that cannot be written) ends at once as failed. */
+static void fail_attempt(irp_engine *e, inst *in, const char *reason, const char *msg)
+{
+    in->no_retry = true;
+    in->job.engine_data = in;
+    in->job.outcome = IRP_JOB_FAILED;
+    in->job.exit_code = -1;
+    snprintf(in->job.error, sizeof in->job.error, "%s: %s", reason, msg);
+    attempt_finished(&in->job);
+}
+
+static void started_durable(void *arg, int status)
+{
+    inst *in = arg;
+    irp_engine *e = in->sctx->e;
+    irp_clock_release(e->o.clock);
+    const irp_executor *x = executor_of(e, in->st);
+    if (status) {
+        e->journal_err = status;
+        e->aborting = true;
+        fail_attempt(e, in, "journal", irp_strerror(status));
+        return;
+    }
+    int rc = x->start(&in->job);
+    if (rc == IRP_EBUSY && e->running_slots > 1) {
+        /* Out of descriptors: wait for another child to end. */
+        release_job(e, in);
+        in->attempt--;
+        if (in->has_slot) {
+            in->has_slot = false;
+            e->running_slots--;
+        }
+        queue_push(e, in, true);
+        return;
+    }
+    if (rc) {
+        fail_attempt(e, in, "start", irp_strerror(rc));
+        return;
+    }
+    if (in->st->def->timeout_ms >= 0 && in->st->def->action != IRP_ACT_WAIT &&
+        in->state == IRP_ST_RUNNING && in->job_live) {
+        in->timer.data = in;
+        irp_timer_start(e->o.clock, &in->timer, in->st->def->timeout_ms, attempt_timeout);
+    }
+}
+
+static void start_attempt(irp_engine *e, inst *in)
+{
+    const irp_step *def = in->st->def;
+    in->attempt++;
+    in->timed_out = false;
+    in->state = IRP_ST_RUNNING;
+    if (!in->st->started_wall)
+        in->st->started_wall = irp_clock_wall_ms(e->o.clock);
+    in->started_wall = irp_clock_wall_ms(e->o.clock);
+    in->started_mono = irp_clock_now_ms(e->o.clock);
+    if (def->has_for_each)
+        snprintf(in->log_path, sizeof in->log_path, "%s/logs/%s.%zu.%d.log", e->o.run_dir,
+                 def->id, in->index, in->attempt);
+    else
+        snprintf(in->log_path, sizeof in->log_path, "%s/logs/%s.%d.log", e->o.run_dir,
+                 def->id, in->attempt);
+    irp_job *j = &in->job;
+    memset(j, 0, sizeof *j);
+    *j = (irp_job){
+        .step = def, .instance = in->id, .index = in->index, .has_index = def->has_for_each,
+        .attempt = in->attempt, .scope = &in->scope, .loop = e->o.loop, .clock = e->o.clock,
+        .run_id = e->o.run_id, .run_dir = e->o.run_dir, .log_path = in->log_path,
+        .base_env = e->o.base_env, .redact = e->o.redact, .exit_code = -1,
+        .on_finish = attempt_finished, .on_spawn = attempt_spawned, .engine_data = in,
+    };
+    const irp_executor *x = executor_of(e, in->st);
+    json_t *action = NULL;
+    char err[256] = "";
+    in->job_live = true;
+    int rc = x->prepare(j, &action, err, sizeof err);
+    if (rc) {
+        json_decref(action);
+        fail_attempt(e, in, "expression", err[0] ? err : irp_strerror(rc));
+        return;
+    }
+    json_t *ev = inst_event(e, "step.started", in);
+    json_object_set_new(ev, "action", action ? action : json_object());
+    uint64_t seq = 0;
+    if (engine_emit(e, ev, &seq)) {
+        fail_attempt(e, in, "journal", irp_strerror(e->journal_err));
+        return;
+    }
+    /* The action starts only once step.started is on disk. */
+    irp_clock_hold(e->o.clock);
+    rc = irp_journal_sync_async(e->o.journal, e->o.loop, seq, started_durable, in);
+    if (rc) {
+        irp_clock_release(e->o.clock);
+        started_durable(in, rc);
+    }
+}
+
+/* ---- readiness ------------------------------------------------------ */
+
+static const char *unmet_need(irp_engine *e, const sstate *st, char *buf, size_t len)
+{
+    for (size_t i = 0; i < st->def->n_deps; i++) {
+        const sstate *d = &e->steps[st->def->deps[i]];
+        if (!is_ok(d)) {
+            snprintf(buf, len, "needs %s, which %s", d->def->id,
+                     d->state == IRP_ST_SKIPPED ? "was skipped" : irp_state_name(d->state));
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static int make_instances(irp_engine *e, sstate *st, irp_value *items)
+{
+    size_t n = items ? irp_value_list_len(items) : 1;
+    st->insts = calloc(n ? n : 1, sizeof *st->insts);
+    if (!st->insts)
+        return IRP_ENOMEM;
+    st->n = n;
+    /* ID[item] when every item is a distinct short plain string, else
+     * ID[index] (SPEC §1.3). */
+    bool by_item = items != NULL;
+    for (size_t i = 0; items && i < n && by_item; i++) {
+        const irp_value *v = irp_value_list_at(items, i);
+        size_t len;
+        const char *s = irp_value_type_of(v) == IRP_VALUE_STRING ? irp_value_string(v, &len) : NULL;
+        by_item = s && len >= 1 && len <= 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "abcdefghijklmnopqrstuvwxyz0123456789._:@-") == len;
+        for (size_t k = 0; by_item && k < i; k++)
+            by_item = !irp_value_equal(v, irp_value_list_at(items, k));
+    }
+    for (size_t i = 0; i < n; i++) {
+        inst *in = &st->insts[i];
+        in->st = st;
+        in->index = i;
+        in->exit_code = -1;
+        in->sctx = calloc(1, sizeof *in->sctx);
+        if (!in->sctx)
+            return IRP_ENOMEM;
+        in->sctx->e = e;
+        in->sctx->in = in;
+        in->scope = (irp_scope){ engine_lookup, in->sctx };
+        if (!items) {
+            in->id = strdup(st->def->id);
+        } else {
+            in->item = irp_value_ref(irp_value_list_at(items, i));
+            if (by_item)
+                asprintf(&in->id, "%s[%s]", st->def->id, irp_value_string(in->item, NULL));
+            else
+                asprintf(&in->id, "%s[%zu]", st->def->id, i);
+        }
+        if (!in->id)
+            return IRP_ENOMEM;
+    }
+    return 0;
+}
+
+/* The for_each list, journaled as step.expanded. */
+static int expand(irp_engine *e, sstate *st, irp_value **items, char *err, size_t errlen)
+{
+    const irp_step *def = st->def;
+    *items = NULL;
+    if (!def->has_for_each)
+        return 0;
+    irp_value *list = NULL;
+    int rc;
+    if (def->for_each_is_list) {
+        list = irp_value_new_list();
+        rc = list ? 0 : IRP_ENOMEM;
+        for (size_t i = 0; !rc && i < def->n_for_each_items; i++) {
+            irp_value *v = NULL;
+            rc = irp_render_str(&def->for_each_items[i], &e->run_scope, &v, err, errlen);
+            if (!rc)
+                rc = irp_value_list_append(list, v);
+        }
+    } else {
+        rc = irp_render_str(&def->for_each_expr, &e->run_scope, &list, err, errlen);
+        if (!rc && irp_value_type_of(list) != IRP_VALUE_LIST) {
+            snprintf(err, errlen, "for_each gave a %s, not a list",
+                     irp_value_type_name(irp_value_type_of(list)));
+            rc = IRP_ETYPE;
+        }
+    }
+    if (rc) {
+        irp_value_unref(list);
+        return rc;
+    }
+    json_t *ev = engine_event(e, "step.expanded");
+    json_object_set_new(ev, "step", json_string(def->id));
+    json_object_set_new(ev, "items", irp_value_to_json(list, IRP_VALUE_JSON_REDACT));
+    engine_emit(e, ev, NULL);
+    *items = list;
+    return 0;
+}
+
+/* 1 run it, 0 skip it, <0 expression error (message in err). */
+static int when_true(irp_engine *e, inst *in, char *err, size_t errlen)
+{
+    const irp_step *def = in->st->def;
+    if (def->when_kind == IRP_WHEN_TRUE || def->when_kind == IRP_WHEN_DEFAULT)
+        return 1;
+    if (def->when_kind == IRP_WHEN_FALSE)
+        return 0;
+    irp_value *v = NULL;
+    irp_expr_error x = { 0 };
+    int rc = irp_expr_eval(def->when, &in->scope, &v, &x);
+    if (!rc && irp_value_type_of(v) != IRP_VALUE_BOOL) {
+        snprintf(x.msg, sizeof x.msg, "when gave a %s, not true or false",
+                 irp_value_type_name(irp_value_type_of(v)));
+        rc = IRP_ETYPE;
+    }
+    if (rc) {
+        snprintf(err, errlen, "%s", x.msg[0] ? x.msg : irp_strerror(rc));
+        irp_value_unref(v);
+        return rc;
+    }
+    rc = irp_value_bool(v);
+    irp_value_unref(v);
+    return rc;
+}
+
+static void enqueue(irp_engine *e, inst *in)
+{
+    in->state = IRP_ST_WAITING;
+    if (executor_of(e, in->st)->takes_slot) {
+        queue_push(e, in, false);
+        pump(e);
+    } else {
+        start_attempt(e, in);
+    }
+}
+
+static void step_ready(irp_engine *e, sstate *st)
+{
+    const irp_step *def = st->def;
+    char buf[512];
+    st->ready = true;
+    if (e->journal_err || (e->aborting && !def->is_finally)) {
+        cancel_step(e, st, e->interrupted ? "interrupted" : "aborted");
+        return;
+    }
+    const char *why = !def->is_finally && def->when_kind == IRP_WHEN_DEFAULT
+                          ? unmet_need(e, st, buf, sizeof buf) : NULL;
+    if (why) {
+        skip_step(e, st, why);
+        return;
+    }
+    if (def->when_kind == IRP_WHEN_FALSE) {
+        skip_step(e, st, "when is false");
+        return;
+    }
+    irp_value *items = NULL;
+    char err[256] = "";
+    int rc = expand(e, st, &items, err, sizeof err);
+    if (!rc)
+        rc = make_instances(e, st, items);
+    irp_value_unref(items);
+    if (rc) {
+        /* No instance to fail: the step fails as a whole. */
+        json_t *ev = engine_event(e, "step.finished");
+        json_object_set_new(ev, "step", json_string(def->id));
+        json_object_set_new(ev, "status", json_string("failed"));
+        json_object_set_new(ev, "error", json_string(err[0] ? err : irp_strerror(rc)));
+        engine_emit(e, ev, NULL);
+        step_end(e, st, IRP_ST_FAILED);
+        return;
+    }
+    if (st->n == 0) {
+        skip_step(e, st, "the for_each list is empty");
+        return;
+    }
+    /* Decide every instance before starting any, so a finish that comes
+     * at once cannot end the step while instances are still undecided. */
+    int *go = calloc(st->n, sizeof *go);
+    char (*msgs)[256] = calloc(st->n, sizeof *msgs);
+    for (size_t i = 0; go && msgs && i < st->n; i++)
+        go[i] = when_true(e, &st->insts[i], msgs[i], sizeof msgs[i]);
+    for (size_t i = 0; i < st->n; i++) {
+        inst *in = &st->insts[i];
+        if (!go || !msgs) {
+            fail_attempt(e, in, "internal", "out of memory");
+        } else if (go[i] < 0) {
+            in->job_live = false;
+            fail_attempt(e, in, "expression", msgs[i]);
+        } else if (go[i] == 0) {
+            json_t *ev = inst_event(e, "step.skipped", in);
+            json_object_set_new(ev, "reason", json_string("when is false"));
+            engine_emit(e, ev, NULL);
+            inst_end(e, in, IRP_ST_SKIPPED);
+        } else {
+            enqueue(e, in);
+        }
+    }
+    free(go);
+    free(msgs);
+}
+
+/* ---- life cycle ----------------------------------------------------- */
+
+int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
+{
+    *out = NULL;
+    irp_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return IRP_ENOMEM;
+    e->o = *opts;
+    if (!e->o.jobs)
+        e->o.jobs = 8;
+    const irp_playbook *pb = opts->pb;
+    e->n_steps = pb->n_steps;
+    e->n_main = pb->n_main;
+    e->steps = calloc(pb->n_steps ? pb->n_steps : 1, sizeof *e->steps);
+    if (!e->steps) {
+        free(e);
+        return IRP_ENOMEM;
+    }
+    for (size_t i = 0; i < pb->n_steps; i++) {
+        e->steps[i].def = &pb->steps[i];
+        e->steps[i].deps_left = pb->steps[i].n_deps;
+    }
+    /* Dependents: the reverse of needs, so an ending step tells exactly
+     * the steps waiting for it. */
+    for (size_t i = 0; i < pb->n_steps; i++)
+        for (size_t k = 0; k < pb->steps[i].n_deps; k++)
+            e->steps[pb->steps[i].deps[k]].n_dependents++;
+    for (size_t i = 0; i < pb->n_steps; i++) {
+        sstate *st = &e->steps[i];
+        st->dependents = calloc(st->n_dependents ? st->n_dependents : 1, sizeof *st->dependents);
+        if (!st->dependents) {
+            irp_engine_free(e);
+            return IRP_ENOMEM;
+        }
+        st->n_dependents = 0;
+    }
+    for (size_t i = 0; i < pb->n_steps; i++)
+        for (size_t k = 0; k < pb->steps[i].n_deps; k++) {
+            sstate *d = &e->steps[pb->steps[i].deps[k]];
+            d->dependents[d->n_dependents++] = i;
+        }
+    e->run_sctx.e = e;
+    e->run_scope = (irp_scope){ engine_lookup, &e->run_sctx };
+    *out = e;
+    return 0;
+}
+
+static json_t *run_started_event(irp_engine *e)
+{
+    const irp_playbook *pb = e->o.pb;
+    json_t *ev = engine_event(e, "run.started");
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    json_object_set_new(ev, "format", json_integer(1));
+    json_object_set_new(ev, "irp_version", json_string(IRP_VERSION));
+    json_object_set_new(ev, "run_id", json_string(e->o.run_id));
+    json_object_set_new(ev, "mode", json_string(e->o.mode));
+    json_t *p = json_object();
+    json_object_set_new(p, "id", json_string(pb->id));
+    json_object_set_new(p, "title", json_string(pb->title));
+    json_object_set_new(p, "tlp", json_string(irp_tlp_name(pb->tlp)));
+    json_object_set_new(p, "sha256", json_string(e->o.playbook_sha256));
+    json_object_set_new(ev, "playbook", p);
+    json_object_set_new(ev, "operator", json_string(e->o.operator_name));
+    json_object_set_new(ev, "host", json_string(host));
+    json_object_set_new(ev, "inputs", irp_value_to_json(e->o.inputs, IRP_VALUE_JSON_REDACT));
+    json_object_set_new(ev, "detected_at", time_json(e->o.detected_at_ms >= 0
+                                                        ? e->o.detected_at_ms : e->started_wall));
+    json_object_set_new(ev, "jobs", json_integer(e->o.jobs));
+    return ev;
+}
+
+int irp_engine_start(irp_engine *e)
+{
+    e->started_wall = irp_clock_wall_ms(e->o.clock);
+    int rc = engine_emit(e, run_started_event(e), NULL);
+    if (rc)
+        return rc;
+    char err[512] = "";
+    rc = engine_eval_vars(e, err, sizeof err);
+    if (rc) {
+        /* Nothing can run with a var that does not evaluate. */
+        fprintf(stderr, "irp: %s\n", err);
+        json_t *ev = engine_event(e, "run.failed_to_start");
+        json_object_set_new(ev, "error", json_string(err));
+        engine_emit(e, ev, NULL);
+        e->aborting = true;
+    }
+    if (e->n_steps == 0) {
+        run_end(e);
+        return 0;
+    }
+    for (size_t i = 0; i < e->n_main && !e->finished; i++)
+        if (e->steps[i].deps_left == 0 && !e->steps[i].ready)
+            step_ready(e, &e->steps[i]);
+    if (e->n_main == 0 && !e->finally_started)
+        start_finally(e);
+    return 0;
+}
+
+void irp_engine_interrupt(irp_engine *e)
+{
+    if (!e->interrupted) {
+        e->interrupted = true;
+        json_t *ev = engine_event(e, "run.interrupted");
+        json_object_set_new(ev, "how", json_string("abort"));
+        engine_emit(e, ev, NULL);
+        abort_run(e);
+        return;
+    }
+    if (e->kill_sent)
+        return;
+    e->kill_sent = true;
+    json_t *ev = engine_event(e, "run.interrupted");
+    json_object_set_new(ev, "how", json_string("terminate"));
+    engine_emit(e, ev, NULL);
+    /* Twice: also stop what runs, `finally` included. */
+    for (size_t i = 0; i < e->n_steps; i++) {
+        sstate *st = &e->steps[i];
+        for (size_t k = 0; k < st->n; k++) {
+            inst *in = &st->insts[k];
+            if (in->state == IRP_ST_RUNNING && in->job_live && !irp_timer_active(&in->kill_timer)) {
+                executor_of(e, st)->cancel(&in->job, SIGTERM);
+                in->kill_timer.data = in;
+                irp_timer_start(e->o.clock, &in->kill_timer, KILL_GRACE_MS, kill_timeout);
+            }
+        }
+    }
+}
+
+bool irp_engine_done(const irp_engine *e) { return e->finished; }
+int irp_engine_journal_error(const irp_engine *e) { return e->journal_err; }
+size_t irp_engine_nsteps(const irp_engine *e) { return e->n_steps; }
+irp_state irp_engine_step_state(const irp_engine *e, size_t i) { return e->steps[i].state; }
+
+void irp_engine_free(irp_engine *e)
+{
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->n_steps; i++) {
+        sstate *st = &e->steps[i];
+        for (size_t k = 0; k < st->n; k++) {
+            inst *in = &st->insts[k];
+            irp_timer_stop(&in->timer);
+            irp_timer_stop(&in->kill_timer);
+            if (in->job_live)
+                executor_of(e, st)->release(&in->job);
+            irp_value_unref(in->item);
+            irp_value_unref(in->outputs);
+            irp_value_unref(in->stdout_v);
+            free(in->id);
+            free(in->sctx);
+        }
+        free(st->insts);
+        free(st->dependents);
+    }
+    free(e->steps);
+    irp_value_unref(e->vars);
+    free(e);
+}

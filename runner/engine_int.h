@@ -1,0 +1,74 @@
+/* Internal to the engine. */
+#ifndef IRP_ENGINE_INT_H
+#define IRP_ENGINE_INT_H
+
+#include "irp/engine.h"
+
+typedef struct sstate sstate;
+typedef struct inst inst;
+
+struct inst {
+    sstate *st;
+    size_t index;
+    char *id;                    /* "step" or "step[item]" / "step[3]" */
+    irp_value *item;             /* NULL without for_each */
+    irp_state state;
+    int attempt;
+    int64_t started_mono, started_wall, finished_wall;
+    irp_job job;
+    bool job_live;               /* prepare ran; release pending */
+    irp_timer timer;             /* timeout, retry delay */
+    irp_timer kill_timer;        /* SIGKILL 5 s after SIGTERM */
+    bool timed_out;
+    bool has_slot;               /* counts against --jobs */
+    bool no_retry;               /* this failure is not retried (expression, journal) */
+    char log_path[4096];
+    irp_value *outputs, *stdout_v;
+    int exit_code;
+    inst *next;                  /* in the slot queue */
+    struct irp_scope scope;
+    struct scope_ctx *sctx;
+};
+
+struct sstate {
+    const irp_step *def;
+    irp_state state;
+    size_t deps_left;
+    size_t *dependents;
+    size_t n_dependents;
+    inst *insts;
+    size_t n, n_ended;
+    bool ready;                  /* became ready (expanded or skipped) */
+    int64_t started_wall, finished_wall;
+};
+
+struct scope_ctx {
+    irp_engine *e;
+    inst *in;                    /* NULL outside an instance */
+};
+
+struct irp_engine {
+    irp_engine_opts o;
+    sstate *steps;
+    size_t n_steps, n_main, main_ended, total_ended;
+    irp_value *vars;             /* map */
+    inst *queue_head, *queue_tail;
+    unsigned running_slots;
+    bool aborting, interrupted, kill_sent, finished, finally_started;
+    int journal_err;
+    int64_t started_wall;
+    struct scope_ctx run_sctx;
+    irp_scope run_scope;
+};
+
+/* engine_scope.c */
+int engine_lookup(void *ctx, const char *const *seg, size_t n, irp_value **out,
+                  char *errbuf, size_t errlen);
+int engine_eval_vars(irp_engine *e, char *err, size_t errlen);
+irp_value *engine_step_value(irp_engine *e, const sstate *st, const char *field, const char *key);
+
+/* engine.c */
+int engine_emit(irp_engine *e, json_t *ev, uint64_t *seq);
+json_t *engine_event(irp_engine *e, const char *name);
+
+#endif

@@ -1,0 +1,308 @@
+/* The `run` executor: a command, argv or `/bin/sh -c`, as a child process
+ * in its own process group (proc.h), logged and with outputs read back
+ * from $IRP_OUTPUT. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "irp/error.h"
+#include "irp/exec.h"
+#include "irp/proc.h"
+#include "irp/template.h"
+#include "strvec.h"
+
+#define STDOUT_KEEP (64 * 1024)
+#define OUTPUT_MAX (64 * 1024)
+
+typedef struct run_job {
+    strvec argv;
+    strvec env;
+    char *cwd;
+    char *output_path;
+    irp_proc *proc;
+} run_job;
+
+/* Render one playbook string to a value: the text itself when it holds no
+ * template. */
+int irp_render_str(const irp_str *s, const irp_scope *scope, irp_value **out,
+                   char *err, size_t errlen)
+{
+    if (!s->tpl) {
+        *out = irp_value_new_string(s->s, s->len);
+        return *out ? 0 : IRP_ENOMEM;
+    }
+    irp_expr_error e = { 0 };
+    int rc = irp_template_render(s->tpl, scope, out, &e);
+    if (rc)
+        snprintf(err, errlen, "%s", e.msg[0] ? e.msg : irp_strerror(rc));
+    return rc;
+}
+
+/* Render to text (lists and maps as JSON). */
+int irp_render_text(const irp_str *s, const irp_scope *scope, char **out, bool *secret,
+                    char *err, size_t errlen)
+{
+    irp_value *v = NULL;
+    int rc = irp_render_str(s, scope, &v, err, errlen);
+    if (rc)
+        return rc;
+    if (secret)
+        *secret = irp_value_is_secret(v);
+    rc = irp_value_render(v, out, NULL);
+    irp_value_unref(v);
+    return rc;
+}
+
+static int add_arg(run_job *r, json_t *shown, const irp_value *v)
+{
+    char *text;
+    int rc = irp_value_render(v, &text, NULL);
+    if (rc)
+        return rc;
+    rc = strvec_push_owned(&r->argv, text);
+    if (!rc)
+        json_array_append_new(shown, json_string(irp_value_is_secret(v) ? "***" : text));
+    return rc;
+}
+
+/* argv form: an element that is exactly one template giving a list
+ * becomes one argument per item. */
+static int render_argv(irp_job *job, run_job *r, json_t *shown, char *err, size_t errlen)
+{
+    const irp_run_action *run = job->step->act.run;
+    for (size_t i = 0; i < run->argc; i++) {
+        irp_value *v = NULL;
+        int rc = irp_render_str(&run->argv[i], job->scope, &v, err, errlen);
+        if (rc)
+            return rc;
+        if (irp_value_type_of(v) == IRP_VALUE_LIST) {
+            for (size_t k = 0; k < irp_value_list_len(v) && !rc; k++)
+                rc = add_arg(r, shown, irp_value_list_at(v, k));
+        } else {
+            rc = add_arg(r, shown, v);
+        }
+        irp_value_unref(v);
+        if (rc)
+            return rc;
+    }
+    if (r->argv.n == 0) {
+        snprintf(err, errlen, "the command rendered to nothing");
+        return IRP_EINVAL;
+    }
+    return 0;
+}
+
+/* Shell form: every ${{ }} reaches the script as "${IRP_V<n>}", so no
+ * value can become shell syntax. */
+static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size_t errlen)
+{
+    const irp_str *script = &job->step->act.run->script;
+    int rc = strvec_push(&r->argv, "/bin/sh");
+    if (!rc)
+        rc = strvec_push(&r->argv, "-c");
+    if (rc)
+        return rc;
+    if (!script->tpl) {
+        json_array_append_new(shown, json_string(script->s));
+        return strvec_push(&r->argv, script->s);
+    }
+    irp_shell_script sh = { 0 };
+    irp_expr_error e = { 0 };
+    rc = irp_template_shell_script(script->tpl, job->scope, &sh, &e);
+    if (rc) {
+        snprintf(err, errlen, "%s", e.msg[0] ? e.msg : irp_strerror(rc));
+        return rc;
+    }
+    json_array_append_new(shown, json_string(sh.text));
+    rc = strvec_push(&r->argv, sh.text);
+    for (size_t i = 0; i < sh.nvalues && !rc; i++)
+        rc = strvec_push(&r->env, sh.env[i]);
+    irp_shell_script_release(&sh);
+    return rc;
+}
+
+static int push_envf(strvec *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int push_envf(strvec *v, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return n < 0 ? IRP_ENOMEM : strvec_push_owned(v, s);
+}
+
+static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_t errlen)
+{
+    const irp_step *st = job->step;
+    json_t *shown = json_object();
+    json_object_set_new(action, "env", shown);
+    for (size_t i = 0; i < st->n_env; i++) {
+        char *text = NULL;
+        bool secret = false;
+        int rc = irp_render_text(&st->env[i].value, job->scope, &text, &secret, err, errlen);
+        if (rc)
+            return rc;
+        json_object_set_new(shown, st->env[i].key, json_string(secret ? "***" : text));
+        rc = push_envf(&r->env, "%s=%s", st->env[i].key, text);
+        free(text);
+        if (rc)
+            return rc;
+    }
+    char item[512] = "";
+    irp_value *it = NULL;
+    static const char *const item_ref[] = { "item" };
+    if (st->has_for_each &&
+        job->scope->lookup(job->scope->ctx, item_ref, 1, &it, err, errlen) == 0) {
+        char *text = NULL;
+        if (irp_value_render(it, &text, NULL) == 0) {
+            snprintf(item, sizeof item, "%s", text);
+            free(text);
+        }
+        irp_value_unref(it);
+    }
+    int rc = push_envf(&r->env, "IRP_RUN_ID=%s", job->run_id);
+    rc = rc ? rc : push_envf(&r->env, "IRP_RUN_DIR=%s", job->run_dir);
+    rc = rc ? rc : push_envf(&r->env, "IRP_STEP_ID=%s", st->id);
+    rc = rc ? rc : push_envf(&r->env, "IRP_INSTANCE=%s", job->instance);
+    rc = rc ? rc : push_envf(&r->env, "IRP_ITEM=%s", item);
+    rc = rc ? rc : push_envf(&r->env, "IRP_INDEX=%zu", job->index);
+    rc = rc ? rc : push_envf(&r->env, "IRP_ATTEMPT=%d", job->attempt);
+    rc = rc ? rc : push_envf(&r->env, "IRP_OUTPUT=%s", r->output_path);
+    return rc;
+}
+
+static int run_prepare(irp_job *job, json_t **action, char *err, size_t errlen)
+{
+    run_job *r = calloc(1, sizeof *r);
+    if (!r)
+        return IRP_ENOMEM;
+    job->priv = r;
+    json_t *a = json_object(), *shown = json_array();
+    *action = a;
+    json_object_set_new(a, "argv", shown);
+    int rc = job->step->act.run->shell ? render_shell(job, r, shown, err, errlen)
+                                        : render_argv(job, r, shown, err, errlen);
+    if (rc)
+        return rc;
+    if (job->step->cwd.s) {
+        rc = irp_render_text(&job->step->cwd, job->scope, &r->cwd, NULL, err, errlen);
+        if (rc)
+            return rc;
+        json_object_set_new(a, "cwd", json_string(r->cwd));
+    }
+    if (asprintf(&r->output_path, "%s.out", job->log_path) < 0)
+        return IRP_ENOMEM;
+    return render_env(job, r, a, err, errlen);
+}
+
+/* Lines `key=value` in $IRP_OUTPUT; last value wins; 64 KiB in all. */
+static irp_value *read_outputs(const char *path)
+{
+    irp_value *map = irp_value_new_map();
+    FILE *f = fopen(path, "re");
+    if (!f || !map)
+        return map;
+    char *line = NULL;
+    size_t cap = 0, total = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0 && total < OUTPUT_MAX) {
+        total += (size_t)n;
+        if (line[n - 1] == '\n')
+            line[--n] = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq || eq == line)
+            continue;
+        irp_value *v = irp_value_new_string(eq + 1, (size_t)(n - (eq + 1 - line)));
+        if (v)
+            irp_value_map_set(map, line, (size_t)(eq - line), v);
+    }
+    free(line);
+    fclose(f);
+    return map;
+}
+
+static void run_exited(irp_proc *p, const irp_proc_result *res, void *data)
+{
+    irp_job *job = data;
+    run_job *r = job->priv;
+    r->proc = NULL;
+    job->exit_code = res->term_signal ? -1 : res->exit_status;
+    job->term_signal = res->term_signal;
+    job->outcome = !res->term_signal && res->exit_status == 0 ? IRP_JOB_SUCCEEDED : IRP_JOB_FAILED;
+    snprintf(job->log_sha256, sizeof job->log_sha256, "%s", res->log_sha256);
+    if (res->stdout_head)
+        job->stdout_v = irp_value_new_string(res->stdout_head, res->stdout_head_len);
+    job->outputs = read_outputs(r->output_path);
+    unlink(r->output_path);
+    if (res->log_error)
+        snprintf(job->error, sizeof job->error, "log: %s", irp_strerror(res->log_error));
+    irp_job_finish(job);
+}
+
+static int run_start(irp_job *job)
+{
+    run_job *r = job->priv;
+    int fd = open(r->output_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return errno == EMFILE || errno == ENFILE ? IRP_EBUSY : irp_err_from_errno(errno);
+    close(fd);
+    strvec envp = STRVEC_INIT;
+    int rc = 0;
+    for (const char *const *e = job->base_env; *e && !rc; e++)
+        rc = strvec_push(&envp, *e);
+    for (size_t i = 0; i < r->env.n && !rc; i++)
+        rc = strvec_push(&envp, r->env.v[i]);
+    if (rc) {
+        strvec_release(&envp);
+        return rc;
+    }
+    irp_proc_opts o = {
+        .argv = (const char *const *)r->argv.v, .envp = (const char *const *)envp.v,
+        .cwd = r->cwd, .log_path = job->log_path, .stdout_keep = STDOUT_KEEP,
+        .redact = job->redact, .stdout_to_log = true, .on_exit = run_exited, .data = job,
+    };
+    rc = irp_proc_spawn(job->loop, &o, &r->proc);
+    strvec_release(&envp);
+    if (rc == 0) {
+        if (job->on_spawn)
+            job->on_spawn(job, irp_proc_pid(r->proc));
+        return 0;
+    }
+    unlink(r->output_path);
+    if (rc == IRP_EBUSY)
+        return rc;
+    job->outcome = IRP_JOB_FAILED;
+    job->exit_code = 127;
+    snprintf(job->error, sizeof job->error, "cannot start %s: %s", r->argv.v[0],
+             rc == IRP_ENOENT ? "command not found" : irp_strerror(rc));
+    irp_job_finish(job);
+    return 0;
+}
+
+static void run_cancel(irp_job *job, int sig)
+{
+    run_job *r = job->priv;
+    if (r && r->proc)
+        irp_proc_kill(r->proc, sig);
+}
+
+static void run_release(irp_job *job)
+{
+    run_job *r = job->priv;
+    if (!r)
+        return;
+    strvec_release(&r->argv);
+    strvec_release(&r->env);
+    free(r->cwd);
+    free(r->output_path);
+    free(r);
+    job->priv = NULL;
+}
+
+const irp_executor irp_exec_run = {
+    IRP_ACT_RUN, true, run_prepare, run_start, run_cancel, run_release,
+};

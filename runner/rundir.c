@@ -1,0 +1,86 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "irp/error.h"
+#include "rundir.h"
+
+void rundir_make_id(const char *playbook_id, char *buf, size_t len)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    unsigned char r[2] = { 0, 0 };
+    if (RAND_bytes(r, sizeof r) != 1) {
+        r[0] = (unsigned char)getpid();
+        r[1] = (unsigned char)(getpid() >> 8);
+    }
+    snprintf(buf, len, "%04d%02d%02dT%02d%02d%02dZ-%s-%02x%02x", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, playbook_id, r[0], r[1]);
+}
+
+int rundir_write(const char *dir, const char *name, const char *bytes, size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return irp_err_from_errno(errno);
+    size_t off = 0;
+    int rc = 0;
+    while (off < len && !rc) {
+        ssize_t n = write(fd, bytes + off, len - off);
+        if (n < 0 && errno != EINTR)
+            rc = irp_err_from_errno(errno);
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    if (!rc && fsync(fd) != 0)
+        rc = irp_err_from_errno(errno);
+    if (close(fd) != 0 && !rc)
+        rc = irp_err_from_errno(errno);
+    return rc;
+}
+
+int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
+                  const irp_value *inputs, char **path, char *err, size_t errlen)
+{
+    *path = NULL;
+    if (mkdir(runs, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", runs, strerror(errno));
+        return irp_err_from_errno(errno);
+    }
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/%s", runs, run_id) < 0)
+        return IRP_ENOMEM;
+    char logs[4096];
+    snprintf(logs, sizeof logs, "%s/logs", dir);
+    if (mkdir(dir, 0700) != 0 || mkdir(logs, 0700) != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        int rc = irp_err_from_errno(errno);
+        free(dir);
+        return rc;
+    }
+    int rc = rundir_write(dir, "playbook.yaml", pb->src, pb->src_len);
+    if (!rc) {
+        json_t *j = irp_value_to_json(inputs, IRP_VALUE_JSON_REDACT);
+        char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        rc = text ? rundir_write(dir, "inputs.json", text, strlen(text)) : IRP_ENOMEM;
+        free(text);
+        json_decref(j);
+    }
+    if (rc) {
+        snprintf(err, errlen, "cannot write to %s: %s", dir, irp_strerror(rc));
+        free(dir);
+        return rc;
+    }
+    *path = dir;
+    return 0;
+}
