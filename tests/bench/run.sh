@@ -17,7 +17,7 @@
 # shellcheck disable=SC2317
 set -euo pipefail
 
-WORKLOADS=(validate)
+WORKLOADS=(validate spawn_independent spawn_chain)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -258,6 +258,38 @@ workload_validate() {
 	f=$(playbook "$steps" mixed)
 	compare "validate $(human "$steps") steps" -- "$IRP" validate "$f" -- "$PULL" "$f"
 }
+
+# N no-op steps for irp (argv, no shell) and the same N `true` commands
+# for ninja; chain: each waits for the one before.
+spawn_inputs() { # n shape dir
+	python3 - "$1" "$2" "$3" <<'PY'
+import os, sys
+n, shape, d = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+os.makedirs(d, exist_ok=True)
+with open(os.path.join(d, "noop.yaml"), "w") as f:
+    f.write("irp: 1\nid: noop\nsteps:\n")
+    for i in range(n):
+        needs = "    needs: []\n" if shape == "independent" else ""
+        f.write(f"  - id: s{i}\n{needs}    run: [\"true\"]\n")
+with open(os.path.join(d, "build.ninja"), "w") as f:
+    f.write("rule t\n  command = true\n")
+    for i in range(n):
+        dep = f" | o{i-1}" if shape == "chain" and i else ""
+        f.write(f"build o{i}: t{dep}\n")
+PY
+}
+
+spawn_workload() { # shape
+	local n=${IRP_BENCH_SPAWN_STEPS:-2000} d="$WORK/spawn-$1"
+	command -v ninja >/dev/null || { echo "run.sh: ninja not installed; skipping spawn_$1" >&2; return 0; }
+	spawn_inputs "$n" "$1" "$d"
+	compare "$n no-op steps, $1, --jobs 2 vs ninja -j2" -- \
+		"$IRP" run --quiet --runs "$d/runs" --jobs 2 "$d/noop.yaml" -- \
+		ninja -C "$d" -j2 --quiet
+}
+
+workload_spawn_independent() { spawn_workload independent; }
+workload_spawn_chain() { spawn_workload chain; }
 
 # --- report ------------------------------------------------------------------
 
