@@ -16,6 +16,7 @@
 #include "irp/journal.h"
 #include "irp/proc.h"
 #include "irp/timeutil.h"
+#include "liveview.h"
 #include "rundir.h"
 #include "strvec.h"
 
@@ -30,6 +31,7 @@ typedef struct run_args {
 
 typedef struct run_ui {
     const irp_cli_common *common;
+    liveview *view;              /* on a terminal; NULL: one line per event */
     irp_engine *engine;
     uv_signal_t sigint, sigterm, sighup;
 } run_ui;
@@ -165,6 +167,10 @@ static void print_event(void *ctx, const json_t *ev)
     run_ui *ui = ctx;
     if (ui->common->quiet)
         return;
+    if (ui->view) {
+        liveview_poke(ui->view);
+        return;
+    }
     const char *name = json_string_value(json_object_get(ev, "event"));
     const char *ts = json_string_value(json_object_get(ev, "ts"));
     const char *inst = json_string_value(json_object_get(ev, "instance"));
@@ -266,13 +272,17 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         uv_signal_start(sigs[i], on_signal, signums[i]);
         uv_unref((uv_handle_t *)sigs[i]);
     }
-    if (!common->quiet)
+    if (!common->quiet && isatty(STDOUT_FILENO))
+        ui.view = liveview_new(&loop, stdout, common->color, pb, run_id, clock);
+    liveview_attach(ui.view, ui.engine);
+    if (!common->quiet && !ui.view)
         printf("TLP:%s  %s  run %s\n", irp_tlp_name(pb->tlp), pb->title, run_id);
     irp_engine_start(ui.engine);
     while (!irp_engine_done(ui.engine) && uv_run(&loop, UV_RUN_DEFAULT) != 0)
         ;
     if (!irp_engine_done(ui.engine))
         uv_run(&loop, UV_RUN_DEFAULT);
+    liveview_finish(ui.view);
     irp_run_status st = irp_engine_status(ui.engine);
     int jerr = irp_engine_journal_error(ui.engine);
     static const char *const names[] = { "succeeded", "failed", "interrupted" };

@@ -453,6 +453,7 @@ static void start_attempt(irp_engine *e, inst *in)
     in->attempt++;
     in->timed_out = false;
     in->state = IRP_ST_RUNNING;
+    in->st->state = IRP_ST_RUNNING;
     if (!in->st->started_wall)
         in->st->started_wall = irp_clock_wall_ms(e->o.clock);
     in->started_wall = irp_clock_wall_ms(e->o.clock);
@@ -625,6 +626,8 @@ static int when_true(irp_engine *e, inst *in, char *err, size_t errlen)
 static void enqueue(irp_engine *e, inst *in)
 {
     in->state = IRP_ST_WAITING;
+    if (in->st->state == IRP_ST_PENDING)
+        in->st->state = IRP_ST_WAITING;
     if (executor_of(e, in->st)->takes_slot) {
         queue_push(e, in, false);
         pump(e);
@@ -833,6 +836,12 @@ bool irp_engine_done(const irp_engine *e) { return e->finished; }
 int irp_engine_journal_error(const irp_engine *e) { return e->journal_err; }
 size_t irp_engine_nsteps(const irp_engine *e) { return e->n_steps; }
 irp_state irp_engine_step_state(const irp_engine *e, size_t i) { return e->steps[i].state; }
+
+void irp_engine_step_times(const irp_engine *e, size_t i, int64_t *started, int64_t *finished)
+{
+    *started = e->steps[i].started_wall;
+    *finished = e->steps[i].finished_wall;
+}
 
 void irp_engine_free(irp_engine *e)
 {

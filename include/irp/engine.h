@@ -69,5 +69,7 @@ void irp_engine_free(irp_engine *e);
 /* Step states, for the report written at the end. */
 size_t irp_engine_nsteps(const irp_engine *e);
 irp_state irp_engine_step_state(const irp_engine *e, size_t i);
+/* UTC ms when step i first started and when it ended (0: not yet). */
+void irp_engine_step_times(const irp_engine *e, size_t i, int64_t *started, int64_t *finished);
 
 #endif
