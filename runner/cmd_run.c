@@ -258,7 +258,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     irp_engine_opts o = {
         .pb = pb, .loop = &loop, .clock = clock, .journal = j, .mode = "run",
         .run_id = run_id, .run_dir = dir, .operator_name = op, .playbook_sha256 = sha,
-        .inputs = inputs, .detected_at_ms = detected, .jobs = a->jobs,
+        .inputs = inputs, .detected_at_ms = detected, .jobs = a->jobs, .yes = a->yes,
         .base_env = (const char *const *)env->v,
         .redact = redact->v ? (const char *const *)redact->v : (const char *const[]){ NULL },
         .executor = irp_exec_real, .on_event = print_event, .ctx = &ui,

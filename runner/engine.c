@@ -675,6 +675,20 @@ static void step_ready(irp_engine *e, sstate *st)
         skip_step(e, st, "the for_each list is empty");
         return;
     }
+    if (def->confirm) {
+        /* Asked once for all instances; only --yes answers it so far. */
+        json_t *ev = engine_event(e, "step.answered");
+        json_object_set_new(ev, "step", json_string(def->id));
+        json_object_set_new(ev, "answer", json_string(e->o.yes ? "yes" : "no"));
+        json_object_set_new(ev, "operator", json_string(e->o.operator_name));
+        json_object_set_new(ev, "via", json_string("--yes"));
+        json_object_set_new(ev, "response_ms", json_integer(0));
+        engine_emit(e, ev, NULL);
+        if (!e->o.yes) {
+            skip_step(e, st, "declined");
+            return;
+        }
+    }
     /* Decide every instance before starting any, so a finish that comes
      * at once cannot end the step while instances are still undecided. */
     int *go = calloc(st->n, sizeof *go);

@@ -45,6 +45,7 @@ typedef struct irp_engine_opts {
     irp_value *inputs;               /* map, resolved; borrowed */
     int64_t detected_at_ms;          /* UTC ms; the run's start when < 0 */
     unsigned jobs;                   /* child processes at once */
+    bool yes;                        /* --yes: every confirmation answered yes */
     const char *const *base_env;     /* children's environment less secrets */
     const char *const *redact;       /* secret values */
     const irp_executor *(*executor)(irp_action_kind kind);
