@@ -204,7 +204,7 @@ static void write_report(const irp_playbook *pb, const char *dir, const char *ru
     FILE *f = open_memstream(&md, &len);
     if (!f)
         return;
-    fprintf(f, "**TLP:%s**\n\n# %s\n\n", irp_tlp_name(pb->tlp), pb->title);
+    fprintf(f, "**%s**\n\n# %s\n\n", rundir_tlp_label(pb->tlp), pb->title);
     fprintf(f, "| | |\n|---|---|\n| run | `%s` |\n| playbook | `%s` |\n| status | %s |\n"
                "| journal head | `%s` |\n\n## Steps\n\n| step | status |\n|---|---|\n",
             run_id, pb->id, status, head);
@@ -276,7 +276,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         ui.view = liveview_new(&loop, stdout, common->color, pb, run_id, clock);
     liveview_attach(ui.view, ui.engine);
     if (!common->quiet && !ui.view)
-        printf("TLP:%s  %s  run %s\n", irp_tlp_name(pb->tlp), pb->title, run_id);
+        printf("%s  %s  run %s\n", rundir_tlp_label(pb->tlp), pb->title, run_id);
     irp_engine_start(ui.engine);
     while (!irp_engine_done(ui.engine) && uv_run(&loop, UV_RUN_DEFAULT) != 0)
         ;
@@ -293,6 +293,9 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     printf("%s\n", dir);
 
     irp_engine_free(ui.engine);
+    /* A run that ended inside irp_engine_start left libuv's stop flag set:
+     * one turn clears it, so the close callbacks below do run. */
+    uv_run(&loop, UV_RUN_NOWAIT);
     irp_clock_close(clock);
     irp_journal_close(j);
     irp_proc_shutdown(&loop);

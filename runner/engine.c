@@ -9,6 +9,7 @@
 
 #include "engine_int.h"
 #include "irp/error.h"
+#include "irp/jsonutil.h"
 #include "irp/template.h"
 #include "irp/timeutil.h"
 
@@ -24,6 +25,7 @@ const char *irp_state_name(irp_state s) { return state_names[s]; }
 bool irp_state_ended(irp_state s) { return s >= IRP_ST_SUCCEEDED; }
 
 static void step_ready(irp_engine *e, sstate *st);
+static void retry_busy(irp_engine *e);
 static void inst_end(irp_engine *e, inst *in, irp_state state);
 static void start_attempt(irp_engine *e, inst *in);
 
@@ -328,7 +330,7 @@ static int64_t retry_delay(const irp_step *s, int attempt)
 
 static json_t *outputs_json(const irp_value *v)
 {
-    return v ? irp_value_to_json(v, IRP_VALUE_JSON_REDACT) : json_object();
+    return v ? irp_json_map_b64(v) : json_object();
 }
 
 static void release_job(irp_engine *e, inst *in)
@@ -344,7 +346,9 @@ static void attempt_finished(irp_job *job)
     irp_engine *e = in->sctx->e;
     irp_timer_stop(&in->timer);
     irp_timer_stop(&in->kill_timer);
-    irp_state state = job->outcome == IRP_JOB_CANCELLED ? IRP_ST_CANCELLED
+    /* Stopped by a second Ctrl-C: cancelled, not failed (SPEC §1.4). */
+    bool stopped = in->stopped_by_user && job->outcome != IRP_JOB_SUCCEEDED;
+    irp_state state = job->outcome == IRP_JOB_CANCELLED || stopped ? IRP_ST_CANCELLED
                       : in->timed_out                   ? IRP_ST_TIMED_OUT
                       : job->outcome == IRP_JOB_SUCCEEDED ? IRP_ST_SUCCEEDED
                                                           : IRP_ST_FAILED;
@@ -388,6 +392,10 @@ static void attempt_finished(irp_job *job)
     } else {
         inst_end(e, in, state);
     }
+    if (e->busy) {
+        e->n_busy = 0;
+        retry_busy(e);
+    }
     pump(e);
 }
 
@@ -412,33 +420,62 @@ static void fail_attempt(irp_engine *e, inst *in, const char *reason, const char
     attempt_finished(&in->job);
 }
 
+static void start_prepared(irp_engine *e, inst *in);
+
 static void started_durable(void *arg, int status)
 {
     inst *in = arg;
     irp_engine *e = in->sctx->e;
     irp_clock_release(e->o.clock);
-    const irp_executor *x = executor_of(e, in->st);
     if (status) {
         e->journal_err = status;
         e->aborting = true;
         fail_attempt(e, in, "journal", irp_strerror(status));
         return;
     }
+    /* An abort or Ctrl-C that came while step.started was being written:
+     * a wait is cancelled before it begins (a process already promised in
+     * the journal still starts, and a second Ctrl-C stops it below). */
+    if (e->aborting && !in->st->def->is_finally && in->st->def->action == IRP_ACT_WAIT) {
+        in->job.outcome = IRP_JOB_CANCELLED;
+        attempt_finished(&in->job);
+        return;
+    }
+    start_prepared(e, in);
+}
+
+/* Out of descriptors or processes: the attempt, already journaled, waits
+ * for another child to end and is started then, without a second
+ * step.started. */
+static void retry_busy(irp_engine *e)
+{
+    inst *list = e->busy;
+    e->busy = NULL;
+    while (list) {
+        inst *in = list;
+        list = in->next;
+        start_prepared(e, in);
+    }
+}
+
+static void start_prepared(irp_engine *e, inst *in)
+{
+    const irp_executor *x = executor_of(e, in->st);
     int rc = x->start(&in->job);
-    if (rc == IRP_EBUSY && e->running_slots > 1) {
-        /* Out of descriptors: wait for another child to end. */
-        release_job(e, in);
-        in->attempt--;
-        if (in->has_slot) {
-            in->has_slot = false;
-            e->running_slots--;
-        }
-        queue_push(e, in, true);
+    if (rc == IRP_EBUSY && e->running_slots > e->n_busy + 1) {
+        in->next = e->busy;
+        e->busy = in;
+        e->n_busy++;
         return;
     }
     if (rc) {
-        fail_attempt(e, in, "start", irp_strerror(rc));
+        fail_attempt(e, in, "start", rc == IRP_EBUSY ? "out of file descriptors or processes"
+                                                     : irp_strerror(rc));
         return;
+    }
+    if (e->kill_sent && in->job_live) {
+        in->stopped_by_user = true;
+        x->cancel(&in->job, SIGTERM);
     }
     if (in->st->def->timeout_ms >= 0 && in->st->def->action != IRP_ACT_WAIT &&
         in->state == IRP_ST_RUNNING && in->job_live) {
@@ -781,7 +818,7 @@ static json_t *run_started_event(irp_engine *e)
     json_object_set_new(ev, "playbook", p);
     json_object_set_new(ev, "operator", json_string(e->o.operator_name));
     json_object_set_new(ev, "host", json_string(host));
-    json_object_set_new(ev, "inputs", irp_value_to_json(e->o.inputs, IRP_VALUE_JSON_REDACT));
+    json_object_set_new(ev, "inputs", irp_json_map_b64(e->o.inputs));
     json_object_set_new(ev, "detected_at", time_json(e->o.detected_at_ms >= 0
                                                         ? e->o.detected_at_ms : e->started_wall));
     json_object_set_new(ev, "jobs", json_integer(e->o.jobs));
@@ -838,6 +875,7 @@ void irp_engine_interrupt(irp_engine *e)
         for (size_t k = 0; k < st->n; k++) {
             inst *in = &st->insts[k];
             if (in->state == IRP_ST_RUNNING && in->job_live && !irp_timer_active(&in->kill_timer)) {
+                in->stopped_by_user = true;
                 executor_of(e, st)->cancel(&in->job, SIGTERM);
                 in->kill_timer.data = in;
                 irp_timer_start(e->o.clock, &in->kill_timer, KILL_GRACE_MS, kill_timeout);

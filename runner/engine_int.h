@@ -21,7 +21,8 @@ struct inst {
     irp_timer kill_timer;        /* SIGKILL 5 s after SIGTERM */
     bool timed_out;
     bool has_slot;               /* counts against --jobs */
-    bool no_retry;               /* this failure is not retried (expression, journal) */
+    bool no_retry;
+    bool stopped_by_user;        /* a second Ctrl-C terminated it */               /* this failure is not retried (expression, journal) */
     char log_path[4096];
     irp_value *outputs, *stdout_v;
     int exit_code;
@@ -53,6 +54,8 @@ struct irp_engine {
     size_t n_steps, n_main, main_ended, total_ended;
     irp_value *vars;             /* map */
     inst *queue_head, *queue_tail;
+    inst *busy;                  /* journaled, waiting for a descriptor */
+    size_t n_busy;
     unsigned running_slots;
     bool aborting, interrupted, kill_sent, finished, finally_started;
     int journal_err;

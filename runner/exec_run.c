@@ -10,6 +10,7 @@
 
 #include "irp/error.h"
 #include "irp/exec.h"
+#include "irp/jsonutil.h"
 #include "irp/proc.h"
 #include "irp/template.h"
 #include "strvec.h"
@@ -19,6 +20,7 @@
 
 typedef struct run_job {
     strvec argv;
+    bool argv_not_utf8;          /* some argument is not UTF-8: add argv_b64 */
     strvec env;
     char *cwd;
     char *output_path;
@@ -59,13 +61,28 @@ int irp_render_text(const irp_str *s, const irp_scope *scope, char **out, bool *
 static int add_arg(run_job *r, json_t *shown, const irp_value *v)
 {
     char *text;
-    int rc = irp_value_render(v, &text, NULL);
+    size_t len;
+    int rc = irp_value_render(v, &text, &len);
     if (rc)
         return rc;
-    rc = strvec_push_owned(&r->argv, text);
-    if (!rc)
-        json_array_append_new(shown, json_string(irp_value_is_secret(v) ? "***" : text));
-    return rc;
+    bool secret = irp_value_is_secret(v);
+    r->argv_not_utf8 |= !secret && !irp_utf8_valid(text, len);
+    json_array_append_new(shown, secret ? json_string("***") : irp_json_text(text, len));
+    return strvec_push_owned(&r->argv, text);
+}
+
+/* The raw bytes of every argument, when some are not UTF-8 (SPEC §3). */
+static void add_argv_b64(irp_job *job, run_job *r, json_t *action)
+{
+    json_t *b64 = json_array();
+    json_t *shown = json_object_get(action, "argv");
+    for (size_t i = 0; i < r->argv.n; i++) {
+        const char *s = json_string_value(json_array_get(shown, i));
+        bool secret = s && strcmp(s, "***") == 0 && strcmp(r->argv.v[i], "***") != 0;
+        json_array_append_new(b64, secret ? json_string("***")
+                                          : irp_json_b64(r->argv.v[i], strlen(r->argv.v[i])));
+    }
+    json_object_set_new(action, "argv_b64", b64);
 }
 
 /* argv form: an element that is exactly one template giving a list
@@ -106,7 +123,7 @@ static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size
     if (rc)
         return rc;
     if (!script->tpl) {
-        json_array_append_new(shown, json_string(script->s));
+        json_array_append_new(shown, irp_json_text(script->s, script->len));
         return strvec_push(&r->argv, script->s);
     }
     irp_shell_script sh = { 0 };
@@ -116,7 +133,7 @@ static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size
         snprintf(err, errlen, "%s", e.msg[0] ? e.msg : irp_strerror(rc));
         return rc;
     }
-    json_array_append_new(shown, json_string(sh.text));
+    json_array_append_new(shown, irp_json_text(sh.text, sh.len));
     rc = strvec_push(&r->argv, sh.text);
     for (size_t i = 0; i < sh.nvalues && !rc; i++)
         rc = strvec_push(&r->env, sh.env[i]);
@@ -146,7 +163,8 @@ static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_
         int rc = irp_render_text(&st->env[i].value, job->scope, &text, &secret, err, errlen);
         if (rc)
             return rc;
-        json_object_set_new(shown, st->env[i].key, json_string(secret ? "***" : text));
+        json_object_set_new(shown, st->env[i].key,
+                            secret ? json_string("***") : irp_json_text(text, strlen(text)));
         rc = push_envf(&r->env, "%s=%s", st->env[i].key, text);
         free(text);
         if (rc)
@@ -188,11 +206,13 @@ static int run_prepare(irp_job *job, json_t **action, char *err, size_t errlen)
                                         : render_argv(job, r, shown, err, errlen);
     if (rc)
         return rc;
+    if (r->argv_not_utf8)
+        add_argv_b64(job, r, a);
     if (job->step->cwd.s) {
         rc = irp_render_text(&job->step->cwd, job->scope, &r->cwd, NULL, err, errlen);
         if (rc)
             return rc;
-        json_object_set_new(a, "cwd", json_string(r->cwd));
+        json_object_set_new(a, "cwd", irp_json_text(r->cwd, strlen(r->cwd)));
     }
     if (asprintf(&r->output_path, "%s.out", job->log_path) < 0)
         return IRP_ENOMEM;
@@ -225,6 +245,37 @@ static irp_value *read_outputs(const char *path)
     return map;
 }
 
+/* Output a child derived from a secret (it echoed $TOKEN) is as secret as
+ * the secret: tainted, it is written *** wherever irp shows it. */
+static bool holds_secret(const irp_value *v, const char *const *redact)
+{
+    size_t len;
+    const char *s = irp_value_string(v, &len);
+    for (; redact && *redact; redact++) {
+        size_t rl = strlen(*redact);
+        if (rl >= 6 && memmem(s, len, *redact, rl))
+            return true;
+    }
+    return false;
+}
+
+static irp_value *taint_secrets(irp_value *v, const char *const *redact)
+{
+    if (!v)
+        return v;
+    if (irp_value_type_of(v) == IRP_VALUE_STRING) {
+        if (holds_secret(v, redact))
+            irp_value_taint(v);
+        return v;
+    }
+    for (size_t i = 0; i < irp_value_map_len(v); i++) {
+        irp_value *x = irp_value_map_value_at(v, i);
+        if (holds_secret(x, redact))
+            irp_value_taint(x);
+    }
+    return v;
+}
+
 static void run_exited(irp_proc *p, const irp_proc_result *res, void *data)
 {
     irp_job *job = data;
@@ -235,8 +286,9 @@ static void run_exited(irp_proc *p, const irp_proc_result *res, void *data)
     job->outcome = !res->term_signal && res->exit_status == 0 ? IRP_JOB_SUCCEEDED : IRP_JOB_FAILED;
     snprintf(job->log_sha256, sizeof job->log_sha256, "%s", res->log_sha256);
     if (res->stdout_head)
-        job->stdout_v = irp_value_new_string(res->stdout_head, res->stdout_head_len);
-    job->outputs = read_outputs(r->output_path);
+        job->stdout_v = taint_secrets(irp_value_new_string(res->stdout_head, res->stdout_head_len),
+                                      job->redact);
+    job->outputs = taint_secrets(read_outputs(r->output_path), job->redact);
     unlink(r->output_path);
     if (res->log_error)
         snprintf(job->error, sizeof job->error, "log: %s", irp_strerror(res->log_error));

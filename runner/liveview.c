@@ -5,6 +5,7 @@
 
 #include "irp/timeutil.h"
 #include "liveview.h"
+#include "rundir.h"
 
 struct liveview {
     uv_timer_t timer;
@@ -59,8 +60,8 @@ static void draw(liveview *lv)
         fprintf(lv->out, "\033[%uA\033[J", lv->lines);
     char el[32];
     fmt_elapsed(now - lv->started, el, sizeof el);
-    fprintf(lv->out, "%sTLP:%s%s  %s  %s  %s\n", lv->color ? "\033[1m" : "",
-            irp_tlp_name(lv->pb->tlp), lv->color ? "\033[0m" : "", lv->pb->title, lv->run_id, el);
+    fprintf(lv->out, "%s%s%s  %s  %s  %s\n", lv->color ? "\033[1m" : "",
+            rundir_tlp_label(lv->pb->tlp), lv->color ? "\033[0m" : "", lv->pb->title, lv->run_id, el);
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < n && shown < room; i++) {
             irp_state s = irp_engine_step_state(e, i);

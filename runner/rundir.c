@@ -57,8 +57,16 @@ int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
         snprintf(err, errlen, "cannot create %s: %s", runs, strerror(errno));
         return irp_err_from_errno(errno);
     }
+    /* Absolute, so IRP_RUN_DIR and IRP_OUTPUT hold in a step's own cwd. */
+    char *abs = realpath(runs, NULL);
+    if (!abs) {
+        snprintf(err, errlen, "cannot resolve %s: %s", runs, strerror(errno));
+        return irp_err_from_errno(errno);
+    }
     char *dir = NULL;
-    if (asprintf(&dir, "%s/%s", runs, run_id) < 0)
+    int n = asprintf(&dir, "%s/%s", abs, run_id);
+    free(abs);
+    if (n < 0)
         return IRP_ENOMEM;
     char logs[4096];
     snprintf(logs, sizeof logs, "%s/logs", dir);
@@ -83,4 +91,11 @@ int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
     }
     *path = dir;
     return 0;
+}
+
+const char *rundir_tlp_label(irp_tlp t)
+{
+    static const char *const labels[] = { "TLP:CLEAR", "TLP:GREEN", "TLP:AMBER",
+                                          "TLP:AMBER+STRICT", "TLP:RED" };
+    return labels[t];
 }

@@ -13,6 +13,8 @@ void rundir_make_id(const char *playbook_id, char *buf, size_t len);
  * playbook copy and inputs.json (0600).  *path is malloc'd. */
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
                   const irp_value *inputs, char **path, char *err, size_t errlen);
+/* "TLP:AMBER+STRICT": the marking as FIRST's TLP 2.0 writes it. */
+const char *rundir_tlp_label(irp_tlp t);
 /* Writes `bytes` to dir/name (0600), fsynced. */
 int rundir_write(const char *dir, const char *name, const char *bytes, size_t len);
 

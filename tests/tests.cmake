@@ -35,3 +35,4 @@ irp_script_test(e2e_yaml_corpus python3 ${PROJECT_SOURCE_DIR}/tests/e2e/yaml_cor
 irp_script_test(e2e_limits bash ${PROJECT_SOURCE_DIR}/tests/e2e/limits.sh)
 set_tests_properties(e2e_limits PROPERTIES SKIP_RETURN_CODE 77)
 irp_unit_test(clock)
+irp_script_test(e2e_run python3 ${PROJECT_SOURCE_DIR}/tests/e2e/run_engine.py)
