@@ -1212,6 +1212,42 @@ def exit_success(c):
     eq(r.log("fin.1.log"), "succeeded\n", "run.status seen by finally")
 
 
+@test
+def journal_full_exits_4(c):
+    """SPEC §3: a journal that cannot be written stops new work, skips
+    finally, names the cause and exits 4; the chain stays whole."""
+    small = c.path("small")
+    os.makedirs(small)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", small],
+                      capture_output=True).returncode != 0:
+        raise Skip("cannot mount a small tmpfs (needs root)")
+    try:
+        marker = c.path("finally-ran")
+        steps = "".join(f"  - id: s{i}\n    needs: []\n    run: [\"true\"]\n" for i in range(800))
+        pb = playbook(steps, finally_=f"  - id: fin\n    run: [touch, {marker}]\n")
+        argv = [IRP, "run", c.write("pb.yaml", pb), "--runs", small, "--jobs", "4"]
+        p = subprocess.run(argv, cwd=c.dir, capture_output=True, timeout=RUN_TIMEOUT,
+                           stdin=subprocess.DEVNULL)
+        eq(p.returncode, 4, f"exit status; stderr {p.stderr[-300:]!r}")
+        check(b"journal" in p.stderr, f"stderr names the journal: {p.stderr[-300:]!r}")
+        check(not os.path.exists(marker), "finally ran although the journal was full")
+        runs = [d for d in os.listdir(small) if os.path.isdir(os.path.join(small, d))]
+        eq(len(runs), 1, "one run directory")
+        with open(os.path.join(small, runs[0], "journal.jsonl"), "rb") as f:
+            data = f.read()
+        lines = data.split(b"\n")
+        check(lines[-1] == b"", "the journal ends with a whole line")
+        prev = "0" * 64
+        for n, line in enumerate(lines[:-1], 1):
+            ev = json.loads(line)
+            eq(ev["seq"], n, "seq")
+            eq(ev["prev"], prev, f"prev of line {n}")
+            prev = hashlib.sha256(line).hexdigest()
+        check(b"run.finished" not in data, "run.finished cannot have been written")
+    finally:
+        subprocess.run(["umount", "-l", small], capture_output=True)
+
+
 SIGINT_PB = """\
   - id: long
     run: "sleep SECS; touch long-done"
