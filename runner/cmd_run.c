@@ -17,6 +17,7 @@
 #include "irp/proc.h"
 #include "irp/timeutil.h"
 #include "liveview.h"
+#include "prompt.h"
 #include "rundir.h"
 #include "strvec.h"
 
@@ -90,7 +91,7 @@ static int parse_args(int argc, char **argv, run_args *a)
 }
 
 /* Steps this build cannot execute are refused before anything starts. */
-static int check_runnable(const irp_playbook *pb, bool yes)
+static int check_runnable(const irp_playbook *pb)
 {
     int bad = 0;
     for (size_t i = 0; i < pb->n_steps; i++) {
@@ -99,11 +100,6 @@ static int check_runnable(const irp_playbook *pb, bool yes)
             fprintf(stderr, "%s:%u:%u: error: step '%s': this version of irp run cannot run "
                     "'%s' steps yet\n", pb->file, s->pos.line, s->pos.col, s->id,
                     irp_action_name(s->action));
-            bad = 1;
-        } else if (s->confirm && !yes) {
-            fprintf(stderr, "%s:%u:%u: error: step '%s' asks for confirmation: answer it with "
-                    "--yes (interactive prompts are not available in this version)\n",
-                    pb->file, s->pos.line, s->pos.col, s->id);
             bad = 1;
         }
     }
@@ -263,6 +259,11 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         .redact = redact->v ? (const char *const *)redact->v : (const char *const[]){ NULL },
         .executor = irp_exec_real, .on_event = print_event, .ctx = &ui,
     };
+    if (!common->quiet && isatty(STDOUT_FILENO))
+        ui.view = liveview_new(&loop, stdout, common->color, pb, run_id, clock);
+    prompter *asker = prompter_new(&loop, ui.view);
+    if (asker)
+        o.prompter = prompter_iface(asker);
     irp_engine_new(&o, &ui.engine);
     uv_signal_t *sigs[] = { &ui.sigint, &ui.sigterm, &ui.sighup };
     int signums[] = { SIGINT, SIGTERM, SIGHUP };
@@ -272,8 +273,6 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         uv_signal_start(sigs[i], on_signal, signums[i]);
         uv_unref((uv_handle_t *)sigs[i]);
     }
-    if (!common->quiet && isatty(STDOUT_FILENO))
-        ui.view = liveview_new(&loop, stdout, common->color, pb, run_id, clock);
     liveview_attach(ui.view, ui.engine);
     if (!common->quiet && !ui.view)
         printf("%s  %s  run %s\n", rundir_tlp_label(pb->tlp), pb->title, run_id);
@@ -293,6 +292,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     printf("%s\n", dir);
 
     irp_engine_free(ui.engine);
+    prompter_close(asker);
     /* A run that ended inside irp_engine_start left libuv's stop flag set:
      * one turn clears it, so the close callbacks below do run. */
     uv_run(&loop, UV_RUN_NOWAIT);
@@ -334,7 +334,7 @@ int irp_cmd_run(int argc, char **argv, const irp_cli_common *common)
     irp_diag_print(&diags, stderr, common->color);
     if (rc == IRP_ENOMEM)
         status = IRP_EXIT_INTERNAL;
-    else if (!rc && !check_runnable(pb, a.yes) && !collect_secrets(pb, &names, &values) &&
+    else if (!rc && !check_runnable(pb) && !collect_secrets(pb, &names, &values) &&
              !base_env(&names, &env))
         status = execute(pb, &a, inputs, &env, &values, common);
     irp_value_unref(inputs);

@@ -26,6 +26,8 @@ bool irp_state_ended(irp_state s) { return s >= IRP_ST_SUCCEEDED; }
 
 static void step_ready(irp_engine *e, sstate *st);
 static void retry_busy(irp_engine *e);
+static void start_instances(irp_engine *e, sstate *st);
+static void confirm_answered_wrap(void *arg, int answer);
 static void inst_end(irp_engine *e, inst *in, irp_state state);
 static void start_attempt(irp_engine *e, inst *in);
 
@@ -274,6 +276,8 @@ static void abort_run(irp_engine *e)
     if (e->aborting && !e->interrupted && e->queue_head == NULL)
         return;
     e->aborting = true;
+    if (e->open_prompts && e->o.prompter.cancel_all)
+        e->o.prompter.cancel_all(e->o.prompter.ctx);
     inst *in;
     while ((in = queue_pop(e)))
         cancel_inst(e, in, "aborted");
@@ -673,6 +677,79 @@ static void enqueue(irp_engine *e, inst *in)
     }
 }
 
+static void journal_answer(irp_engine *e, sstate *st, bool yes, const char *via, int64_t ms)
+{
+    json_t *ev = engine_event(e, "step.answered");
+    json_object_set_new(ev, "step", json_string(st->def->id));
+    json_object_set_new(ev, "answer", json_string(yes ? "yes" : "no"));
+    json_object_set_new(ev, "operator", json_string(e->o.operator_name));
+    json_object_set_new(ev, "via", json_string(via));
+    json_object_set_new(ev, "response_ms", json_integer(ms));
+    engine_emit(e, ev, NULL);
+}
+
+static void confirm_answered(void *arg, int answer)
+{
+    sstate *st = arg;
+    irp_engine *e = st->engine;
+    if (answer == -2 || e->journal_err || (e->aborting && !st->def->is_finally)) {
+        cancel_step(e, st, e->interrupted ? "interrupted" : "aborted");
+        return;
+    }
+    if (answer < 0) {
+        /* No terminal and no answer: fail at once, saying how to answer. */
+        json_t *ev = engine_event(e, "step.finished");
+        json_object_set_new(ev, "step", json_string(st->def->id));
+        json_object_set_new(ev, "status", json_string("failed"));
+        json_object_set_new(ev, "error", json_string("needs a confirmation and there is no "
+                                                     "terminal to ask: run with --yes"));
+        engine_emit(e, ev, NULL);
+        fprintf(stderr, "irp: step '%s' needs a confirmation and there is no terminal to ask: "
+                "run with --yes\n", st->def->id);
+        step_end(e, st, IRP_ST_FAILED);
+        return;
+    }
+    journal_answer(e, st, answer == 1, "terminal",
+                   irp_clock_wall_ms(e->o.clock) - st->prompted_wall);
+    if (answer == 1) {
+        start_instances(e, st);
+        return;
+    }
+    char why[300];
+    snprintf(why, sizeof why, "declined by %s", e->o.operator_name);
+    skip_step(e, st, why);
+}
+
+/* A confirmation is asked once for all instances of the step. */
+static void ask_confirm(irp_engine *e, sstate *st)
+{
+    const irp_step *def = st->def;
+    char q[512];
+    if (def->confirm_prompt.s) {
+        char *text = NULL, err[256];
+        if (irp_render_text(&def->confirm_prompt, &e->run_scope, &text, NULL, err, sizeof err))
+            snprintf(q, sizeof q, "%s", def->confirm_prompt.s);
+        else
+            snprintf(q, sizeof q, "%s", text);
+        free(text);
+    } else {
+        snprintf(q, sizeof q, "Run step '%s' (%s)?", def->id, def->title);
+    }
+    st->engine = e;
+    st->state = IRP_ST_AWAITING_INPUT;
+    st->prompted_wall = irp_clock_wall_ms(e->o.clock);
+    json_t *ev = engine_event(e, "step.prompted");
+    json_object_set_new(ev, "step", json_string(def->id));
+    json_object_set_new(ev, "prompt", json_string(q));
+    json_object_set_new(ev, "choices", json_pack("[ss]", "yes", "no"));
+    engine_emit(e, ev, NULL);
+    e->open_prompts++;
+    if (e->o.prompter.ask)
+        e->o.prompter.ask(e->o.prompter.ctx, def->id, q, confirm_answered_wrap, st);
+    else
+        confirm_answered_wrap(st, -1);
+}
+
 static void step_ready(irp_engine *e, sstate *st)
 {
     const irp_step *def = st->def;
@@ -712,20 +789,18 @@ static void step_ready(irp_engine *e, sstate *st)
         skip_step(e, st, "the for_each list is empty");
         return;
     }
-    if (def->confirm) {
-        /* Asked once for all instances; only --yes answers it so far. */
-        json_t *ev = engine_event(e, "step.answered");
-        json_object_set_new(ev, "step", json_string(def->id));
-        json_object_set_new(ev, "answer", json_string(e->o.yes ? "yes" : "no"));
-        json_object_set_new(ev, "operator", json_string(e->o.operator_name));
-        json_object_set_new(ev, "via", json_string("--yes"));
-        json_object_set_new(ev, "response_ms", json_integer(0));
-        engine_emit(e, ev, NULL);
-        if (!e->o.yes) {
-            skip_step(e, st, "declined");
-            return;
-        }
+    if (def->confirm && !e->o.yes) {
+        ask_confirm(e, st);
+        return;
     }
+    if (def->confirm)
+        journal_answer(e, st, true, "--yes", 0);
+    start_instances(e, st);
+}
+
+/* Decide each instance (`when`) and queue those that run. */
+static void start_instances(irp_engine *e, sstate *st)
+{
     /* Decide every instance before starting any, so a finish that comes
      * at once cannot end the step while instances are still undecided. */
     int *go = calloc(st->n, sizeof *go);
@@ -919,4 +994,11 @@ void irp_engine_free(irp_engine *e)
     free(e->steps);
     irp_value_unref(e->vars);
     free(e);
+}
+
+static void confirm_answered_wrap(void *arg, int answer)
+{
+    sstate *st = arg;
+    st->engine->open_prompts--;
+    confirm_answered(arg, answer);
 }

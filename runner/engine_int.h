@@ -41,6 +41,8 @@ struct sstate {
     size_t n, n_ended;
     bool ready;                  /* became ready (expanded or skipped) */
     int64_t started_wall, finished_wall;
+    int64_t prompted_wall;
+    irp_engine *engine;          /* for prompt callbacks */
 };
 
 struct scope_ctx {
@@ -54,6 +56,7 @@ struct irp_engine {
     size_t n_steps, n_main, main_ended, total_ended;
     irp_value *vars;             /* map */
     inst *queue_head, *queue_tail;
+    unsigned open_prompts;
     inst *busy;                  /* journaled, waiting for a descriptor */
     size_t n_busy;
     unsigned running_slots;

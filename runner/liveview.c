@@ -18,6 +18,7 @@ struct liveview {
     int64_t started;
     unsigned lines;          /* lines of the previous frame, to draw over */
     bool dirty;
+    bool paused;
 };
 
 static const char *state_color(irp_state s)
@@ -87,7 +88,17 @@ static void draw(liveview *lv)
 
 static void tick(uv_timer_t *t)
 {
-    draw(t->data);
+    liveview *lv = t->data;
+    if (!lv->paused)
+        draw(lv);
+}
+
+void liveview_pause(liveview *lv, bool paused)
+{
+    if (!lv)
+        return;
+    lv->paused = paused;
+    lv->lines = 0;   /* never draw over the question and its answer */
 }
 
 liveview *liveview_new(uv_loop_t *loop, FILE *out, bool color, const irp_playbook *pb,

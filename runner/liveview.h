@@ -16,6 +16,9 @@ liveview *liveview_new(uv_loop_t *loop, FILE *out, bool color, const irp_playboo
 void liveview_attach(liveview *lv, irp_engine *e);
 /* Something changed: redraw soon. */
 void liveview_poke(liveview *lv);
+/* While a question is on the terminal the view holds still; when it
+ * resumes it draws below what was written meanwhile. */
+void liveview_pause(liveview *lv, bool paused);
 /* Last frame, then the view is gone (freed after its timer closes). */
 void liveview_finish(liveview *lv);
 

@@ -33,6 +33,18 @@ typedef enum { IRP_RUN_SUCCEEDED, IRP_RUN_FAILED, IRP_RUN_INTERRUPTED } irp_run_
 
 typedef struct irp_engine irp_engine;
 
+/* Asking the operator.  ask() queues a question; the prompter calls cb
+ * exactly once, later (never inside ask): answer 1 yes, 0 no, -1 there is
+ * no operator to ask (no terminal).  cancel_all() withdraws every open
+ * question: their callbacks run with -2. */
+typedef void (*irp_answer_cb)(void *arg, int answer);
+typedef struct irp_prompter {
+    void (*ask)(void *ctx, const char *instance, const char *question, irp_answer_cb cb,
+                void *arg);
+    void (*cancel_all)(void *ctx);
+    void *ctx;
+} irp_prompter;
+
 typedef struct irp_engine_opts {
     const irp_playbook *pb;          /* validated; borrowed */
     uv_loop_t *loop;
@@ -46,6 +58,7 @@ typedef struct irp_engine_opts {
     int64_t detected_at_ms;          /* UTC ms; the run's start when < 0 */
     unsigned jobs;                   /* child processes at once */
     bool yes;                        /* --yes: every confirmation answered yes */
+    irp_prompter prompter;           /* ask == NULL: nobody to ask */
     const char *const *base_env;     /* children's environment less secrets */
     const char *const *redact;       /* secret values */
     const irp_executor *(*executor)(irp_action_kind kind);

@@ -1189,15 +1189,78 @@ def exit_refused_step_kinds(c):
 
 
 @test
-def confirm_needs_yes(c):
-    pb = playbook("  - id: a\n    confirm: Really?\n    run: [touch, ran]\n")
-    r = c.run(pb)
-    eq(r.rc, 2, f"exit status for confirm without --yes {r!r}")
-    check(not os.path.exists(c.path("ran")), "a step ran")
-    c.no_run_dir()
+def confirm_without_terminal_fails_at_once(c):
+    """SPEC §2: with no answer and no terminal, a step that needs an
+    operator fails at once with a message naming it and how to answer."""
+    pb = playbook("  - id: a\n    confirm: Really?\n    run: [touch, ran]\n"
+                  "  - id: b\n    needs: []\n    run: [touch, b-ran]\n")
+    argv = [IRP, "run", c.write("pb.yaml", pb), "--runs", c.runs]
+    # A new session has no controlling terminal: /dev/tty cannot be opened.
+    p = subprocess.run(argv, cwd=c.dir, capture_output=True, timeout=RUN_TIMEOUT,
+                       stdin=subprocess.DEVNULL, start_new_session=True)
+    eq(p.returncode, 1, f"exit status {p.stderr!r}")
+    check(b"'a'" in p.stderr and b"--yes" in p.stderr, f"message names the step and --yes: {p.stderr!r}")
+    check(not os.path.exists(c.path("ran")), "the unconfirmed step ran")
+    check(os.path.exists(c.path("b-ran")), "an independent step did not run")
     r = c.run(pb, "--yes")
     eq(r.rc, 0, f"exit status for confirm with --yes {r!r}")
     check(os.path.exists(c.path("ran")), "the confirmed step did not run")
+    ans = [e for e in r.events if e["event"] == "step.answered"]
+    eq([(e["step"], e["answer"], e["via"]) for e in ans], [("a", "yes", "--yes")], "answers")
+
+
+@test
+def confirm_on_terminal(c):
+    """A real terminal (tmux): yes runs every instance, no skips the step
+    with who declined, a second question waits its turn while a step runs."""
+    if not shutil.which("tmux"):
+        raise Skip("tmux is not installed")
+    pb = playbook("  - id: bg\n    needs: []\n    run: [sleep, '1']\n"
+                  "  - id: iso\n    needs: []\n    confirm: Cut them off?\n"
+                  "    for_each: [h1, h2]\n    run: [touch, '${{ item }}']\n"
+                  "  - id: second\n    needs: []\n    confirm: true\n    run: [touch, two]\n")
+    f = c.write("pb.yaml", pb)
+    sock = c.path("tmux.sock")
+    done = c.path("done")
+    cmd = f"{IRP} run {f} --runs {c.runs} --operator alice; echo $? > {done}"
+    tmux = ["tmux", "-S", sock]
+    subprocess.run(tmux + ["new-session", "-d", "-x", "120", "-y", "40", "-c", c.dir, cmd],
+                   check=True, timeout=10)
+    try:
+        def screen():
+            return subprocess.run(tmux + ["capture-pane", "-p"], capture_output=True,
+                                  text=True, timeout=10).stdout
+        def wait_for(text):
+            deadline = time.monotonic() + 10
+            while text not in screen():
+                check(time.monotonic() < deadline, f"{text!r} never appeared: {screen()!r}")
+                time.sleep(0.05)
+        wait_for("Cut them off? [y/N]")
+        subprocess.run(tmux + ["send-keys", "y", "Enter"], check=True, timeout=10)
+        wait_for("(second)? [y/N]")
+        subprocess.run(tmux + ["send-keys", "n", "Enter"], check=True, timeout=10)
+        deadline = time.monotonic() + 15
+        while not os.path.exists(done):
+            check(time.monotonic() < deadline, f"irp did not end: {screen()!r}")
+            time.sleep(0.05)
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True, timeout=10)
+    with open(done) as fh:
+        eq(fh.read().strip(), "0", "exit status")
+    check(os.path.exists(c.path("h1")) and os.path.exists(c.path("h2")), "confirmed instances ran")
+    check(not os.path.exists(c.path("two")), "the declined step ran")
+    run = [d for d in os.listdir(c.runs)][0]
+    with open(os.path.join(c.runs, run, "journal.jsonl")) as fh:
+        events = [json.loads(line) for line in fh]
+    ans = [(e["step"], e["answer"], e["operator"], e["via"]) for e in events
+           if e["event"] == "step.answered"]
+    eq(ans, [("iso", "yes", "alice", "terminal"), ("second", "no", "alice", "terminal")], "answers")
+    check(all(e.get("response_ms", -1) >= 0 for e in events if e["event"] == "step.answered"),
+          "response_ms")
+    skipped = [e for e in events if e["event"] == "step.skipped" and e["step"] == "second"]
+    eq(skipped[0]["reason"], "declined by alice", "skip reason")
+    prompted = [e["step"] for e in events if e["event"] == "step.prompted"]
+    eq(sorted(prompted), ["iso", "second"], "prompted once per step")
 
 
 @test
