@@ -27,6 +27,7 @@ struct prompter {
     question *settled, *settled_tail;
     char line[256];
     size_t len;
+    int open_handles;            /* handles still to close before freeing */
 };
 
 /* A terminal that went away is noticed by the read side (EOF). */
@@ -218,12 +219,11 @@ irp_prompter prompter_iface(prompter *p)
     return (irp_prompter){ ask, cancel_all, p };
 }
 
+/* libuv runs close callbacks in no promised order: the last one frees. */
 static void closed(uv_handle_t *h)
 {
     prompter *p = h->data;
-    if (h == (uv_handle_t *)&p->later && p->fd < 0)
-        free(p);
-    else if (h == (uv_handle_t *)&p->tty)
+    if (--p->open_handles == 0)
         free(p);
 }
 
@@ -239,7 +239,7 @@ void prompter_close(prompter *p)
         free_question(q);
     }
     stop_reading(p);
-    /* `later` closes first; the tty (whose close frees p) after it. */
+    p->open_handles = p->fd >= 0 ? 2 : 1;
     uv_close((uv_handle_t *)&p->later, closed);
     if (p->fd >= 0)
         uv_close((uv_handle_t *)&p->tty, closed);
