@@ -12,8 +12,14 @@
 #define ARENA_MIN_BLOCK (64u * 1024u)
 #define ARENA_MAX_BLOCK (8u * 1024u * 1024u)
 #define ARENA_MAP_MIN (1024u * 1024u)
+/* Mapped blocks are whole huge pages.  The kernel places a mapping on a
+ * huge-page boundary only when its length is a multiple of one, and
+ * backs with huge pages only aligned 2 MiB ranges: a block of 8 MiB plus
+ * its header got no huge page in its first or last 2 MiB, and the 4 KiB
+ * page faults there cost several times the parse on a virtual machine. */
+#define ARENA_HUGE_PAGE ((size_t)2 * 1024 * 1024)
 /* 8, not max_align_t's 16: nothing in an arena needs long double, and
- * 16 would round a 40-byte YAML node up to 48. */
+ * 16 would round a 24-byte YAML node up to 32. */
 #define ARENA_ALIGN 8u
 
 struct irp_arena_block {
@@ -21,6 +27,7 @@ struct irp_arena_block {
     size_t size;
     size_t off;
     size_t mapped;          /* bytes mmap'd for the block, 0 if malloc'd */
+    size_t dirty;           /* data[dirty..size) is known to be zero */
     _Alignas(16) unsigned char data[];
 };
 
@@ -31,9 +38,8 @@ void irp_arena_init(irp_arena *a, size_t cap)
     a->cap = cap;
 }
 
-void irp_arena_release(irp_arena *a)
+static void free_blocks(irp_arena_block *b)
 {
-    irp_arena_block *b = a->head;
     while (b) {
         irp_arena_block *prev = b->prev;
         if (b->mapped)
@@ -42,8 +48,47 @@ void irp_arena_release(irp_arena *a)
             free(b);
         b = prev;
     }
+}
+
+void irp_arena_release(irp_arena *a)
+{
+    free_blocks(a->head);
     a->head = NULL;
     a->used = 0;
+}
+
+void irp_arena_reset(irp_arena *a)
+{
+    irp_arena_block *b = a->head;
+    if (!b)
+        return;
+    /* The newest block is the largest; keeping it means the next round
+     * of allocations reuses memory already faulted in. */
+    free_blocks(b->prev);
+    b->prev = NULL;
+    if (b->off > b->dirty)
+        b->dirty = b->off;
+    b->off = 0;
+    a->used = 0;
+}
+
+void irp_arena_adopt(irp_arena *dst, irp_arena *src)
+{
+    if (!src->head)
+        return;
+    irp_arena_block *oldest = src->head;
+    while (oldest->prev)
+        oldest = oldest->prev;
+    /* Behind dst's head, so dst goes on filling the block it was in. */
+    if (dst->head) {
+        oldest->prev = dst->head->prev;
+        dst->head->prev = src->head;
+    } else {
+        dst->head = src->head;
+    }
+    dst->used += src->used;
+    src->head = NULL;
+    src->used = 0;
 }
 
 static irp_arena_block *arena_grow(irp_arena *a, size_t need)
@@ -58,17 +103,23 @@ static irp_arena_block *arena_grow(irp_arena *a, size_t need)
     if (size >= ARENA_MAP_MIN) {
         /* Large blocks ask for huge pages: faulting in 4 KiB pages one at
          * a time cost more than the parse itself for a 30 MB playbook. */
-        mapped = sizeof *b + size;
+        if (need > SIZE_MAX - sizeof *b - ARENA_HUGE_PAGE)
+            return NULL;
+        mapped = (size + ARENA_HUGE_PAGE - 1) & ~(ARENA_HUGE_PAGE - 1);
+        if (mapped - sizeof *b < need)   /* the header shares the first page */
+            mapped = (sizeof *b + need + ARENA_HUGE_PAGE - 1) & ~(ARENA_HUGE_PAGE - 1);
         b = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (b == MAP_FAILED)
             return NULL;
         madvise(b, mapped, MADV_HUGEPAGE);
+        size = mapped - sizeof *b;
     } else {
         b = malloc(sizeof *b + size);
         if (!b)
             return NULL;
     }
     b->mapped = mapped;
+    b->dirty = mapped ? 0 : size;
     b->prev = a->head;
     b->size = size;
     b->off = 0;
@@ -104,7 +155,9 @@ static void *arena_carve(irp_arena *a, size_t size, size_t align)
 void *irp_arena_alloc(irp_arena *a, size_t size)
 {
     void *p = arena_carve(a, size, ARENA_ALIGN);
-    if (p)
+    /* Fresh mapped memory is already zero: writing it again would only
+     * fault it in early and cost a pass over every node of the tree. */
+    if (p && (size_t)((unsigned char *)p - a->head->data) < a->head->dirty)
         memset(p, 0, size);
     return p;
 }

@@ -60,13 +60,20 @@ bool build_map(bctx *c, const irp_node *map, const build_key *keys, size_t nkeys
         build_error(c, map, "%s must be a mapping, not a %s", what, irp_node_kind_name(map));
         return false;
     }
-    for (size_t i = 0; i < map->u.map.n; i++) {
+    for (size_t i = 0; i < map->count; i++) {
         const irp_node *k = map->u.map.pairs[i].key;
         const char *name = k->u.scalar.s;
+        uint64_t h = ((uintptr_t)name ^ (uintptr_t)keys) * 0x9E3779B97F4A7C15ull;
+        build_key_slot *slot = &c->key_cache[h >> 32 & (BUILD_KEY_CACHE_SLOTS - 1)];
+        if (slot->name == name && slot->keys == keys) {
+            slot->key->set(c, map->u.map.pairs[i].value, obj);
+            continue;
+        }
         size_t j = 0;
         while (j < nkeys && strcmp(keys[j].name, name) != 0)
             j++;
         if (j < nkeys) {
+            *slot = (build_key_slot){ keys, name, &keys[j] };
             keys[j].set(c, map->u.map.pairs[i].value, obj);
             continue;
         }
@@ -89,28 +96,31 @@ bool build_map(bctx *c, const irp_node *map, const build_key *keys, size_t nkeys
  * The bare '!' only says "not a special type", harmless outside `when`. */
 static bool check_tag(bctx *c, const irp_node *n)
 {
-    if (!n->tag || (n->flags & IRP_NODE_TAG_REPORTED))
-        return !n->tag || strcmp(n->tag, "!") == 0;
+    const char *tag = irp_node_tag(n);
+    if (!tag || (n->flags & IRP_NODE_TAG_REPORTED))
+        return !tag || strcmp(tag, "!") == 0;
     ((irp_node *)n)->flags |= IRP_NODE_TAG_REPORTED;
-    if (strcmp(n->tag, "!") == 0)
+    if (strcmp(tag, "!") == 0)
         return true;
-    build_error(c, n, "unsupported tag '%s': quote the value if it starts with '!'", n->tag);
+    build_error(c, n, "unsupported tag '%s': quote the value if it starts with '!'", tag);
     return false;
 }
 
 /* Tags on nodes no setter looked at (mappings, lists, values of unknown
- * keys) are reported here, so none is silently ignored. */
+ * keys) are reported here, so none is silently ignored.  Only subtrees
+ * the parser marked as holding a tag are walked: a generated playbook has
+ * millions of nodes and usually no tag at all. */
 static void report_tags(bctx *c, irp_node *n)
 {
-    if (n->flags & IRP_NODE_VISITED)
+    if ((n->flags & IRP_NODE_VISITED) || !(n->flags & (IRP_NODE_HAS_TAG | IRP_NODE_TAGS_BELOW)))
         return;
     n->flags |= IRP_NODE_VISITED;
     check_tag(c, n);
     if (n->kind == IRP_NODE_SEQ)
-        for (size_t i = 0; i < n->u.seq.n; i++)
+        for (size_t i = 0; i < n->count; i++)
             report_tags(c, n->u.seq.items[i]);
     else if (n->kind == IRP_NODE_MAP)
-        for (size_t i = 0; i < n->u.map.n; i++) {
+        for (size_t i = 0; i < n->count; i++) {
             report_tags(c, n->u.map.pairs[i].key);
             report_tags(c, n->u.map.pairs[i].value);
         }
@@ -152,6 +162,18 @@ static void parse_template(bctx *c, irp_str *s)
         s->tpl = NULL;
         return;
     }
+    build_tpl_slot *slot = NULL;
+    if (c->tpl_cache) {
+        uint32_t h = 2166136261u;   /* FNV-1a */
+        for (size_t i = 0; i < s->len; i++)
+            h = (h ^ (unsigned char)s->s[i]) * 16777619u;
+        slot = &c->tpl_cache[h & (BUILD_TPL_CACHE_SLOTS - 1)];
+        if (slot->tpl && slot->len == s->len &&
+            (slot->s == s->s || memcmp(slot->s, s->s, s->len) == 0)) {
+            s->tpl = slot->tpl;
+            return;
+        }
+    }
     irp_expr_error err = { 0 };
     int rc = irp_template_parse(c->a, s->s, s->len, &s->tpl, &err);
     if (rc == IRP_ENOMEM) {
@@ -159,6 +181,10 @@ static void parse_template(bctx *c, irp_str *s)
     } else if (rc) {
         build_error_at(c, build_str_pos(c, s, err.offset), "%s", err.msg);
         s->tpl = NULL;
+    } else if (slot) {
+        /* Only good parses are shared: a bad one is reported where each
+         * copy stands. */
+        *slot = (build_tpl_slot){ s->s, s->len, s->tpl };
     }
 }
 
@@ -167,7 +193,7 @@ bool build_tstr(bctx *c, const irp_node *n, irp_str *out)
     if (!want_scalar(c, n, "a string"))
         return false;
     out->s = n->u.scalar.s;
-    out->len = n->u.scalar.len;
+    out->len = n->len;
     out->pos = build_pos(n);
     out->style = n->style;
     parse_template(c, out);
@@ -218,7 +244,7 @@ bool build_duration(bctx *c, const irp_node *n, int64_t *ms)
 {
     if (!want_scalar(c, n, "a duration"))
         return false;
-    int rc = irp_duration_parse(n->u.scalar.s, n->u.scalar.len, ms);
+    int rc = irp_duration_parse(n->u.scalar.s, n->len, ms);
     if (rc == 0)
         return true;
     const char *s = n->u.scalar.s;
@@ -334,7 +360,7 @@ bool build_string_list(bctx *c, const irp_node *n, const char ***out, irp_pos **
 {
     if (!want_seq(c, n, "a list"))
         return false;
-    size_t m = n->u.seq.n;
+    size_t m = n->count;
     const char **v = alloc_array(c, m, sizeof *v);
     irp_pos *p = pos ? alloc_array(c, m, sizeof *p) : NULL;
     if (!v || (pos && !p))
@@ -359,7 +385,7 @@ bool build_tstr_list(bctx *c, const irp_node *n, irp_str **out, size_t *count)
 {
     if (!want_seq(c, n, "a list"))
         return false;
-    size_t m = n->u.seq.n;
+    size_t m = n->count;
     irp_str *v = alloc_array(c, m, sizeof *v);
     if (!v)
         return false;
@@ -380,7 +406,7 @@ bool build_kv_map(bctx *c, const irp_node *n, irp_kv **out, size_t *count)
         build_error(c, n, "expected a mapping, not a %s", irp_node_kind_name(n));
         return false;
     }
-    size_t m = n->u.map.n;
+    size_t m = n->count;
     irp_kv *v = alloc_array(c, m, sizeof *v);
     if (!v)
         return false;

@@ -11,6 +11,30 @@
 
 #include "irp/model.h"
 
+/* Parsed templates by text: a generated playbook repeats the same few
+ * (`${{ inputs.incident_id }}` in tens of thousands of steps), and a
+ * template is immutable once parsed, so equal strings share one.  A
+ * direct-mapped cache: a slot keeps the latest template hashed to it. */
+#define BUILD_TPL_CACHE_SLOTS 4096u
+
+typedef struct build_tpl_slot {
+    const char *s;           /* the string parsed (in the playbook's arena) */
+    size_t len;
+    struct irp_template *tpl;
+} build_tpl_slot;
+
+/* Key tables looked up by the key's string.  The parser interns short
+ * scalars, so a key is mostly one pointer however often it is written,
+ * and a hit here skips comparing it with the table's names one by one. */
+#define BUILD_KEY_CACHE_SLOTS 64u
+
+typedef struct build_key build_key;
+typedef struct build_key_slot {
+    const build_key *keys;   /* the table */
+    const char *name;        /* the key as parsed */
+    const build_key *key;    /* its entry */
+} build_key_slot;
+
 typedef struct bctx {
     irp_playbook *pb;
     irp_arena *a;
@@ -18,14 +42,16 @@ typedef struct bctx {
     const char *file;
     bool oom;
     irp_step defaults;       /* fields `defaults` set, with .set bits */
+    build_tpl_slot *tpl_cache;   /* BUILD_TPL_CACHE_SLOTS, or NULL: no sharing */
+    build_key_slot key_cache[BUILD_KEY_CACHE_SLOTS];
 } bctx;
 
 typedef void (*build_setter)(bctx *c, const irp_node *val, void *obj);
 
-typedef struct build_key {
+struct build_key {
     const char *name;
     build_setter set;
-} build_key;
+};
 
 /* Walks `map` (reporting if it is not a mapping, naming it `what`).
  * Returns false when it was not a mapping. */
@@ -72,6 +98,8 @@ void build_report_tags(bctx *c, irp_node *root);
 
 /* Steps, defaults and the pieces of a step (build_step.c). */
 void build_steps(bctx *c, const irp_node *seq, bool is_finally);
+/* One item of `steps` or `finally`, appended to pb->steps. */
+void build_step(bctx *c, const irp_node *item, bool is_finally);
 void build_defaults(bctx *c, const irp_node *map);
 void build_apply_defaults(bctx *c);
 

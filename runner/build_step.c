@@ -1,6 +1,7 @@
 /* Steps and `defaults`: the step key table and one setter per action. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "build.h"
 #include "irp/error.h"
@@ -51,13 +52,14 @@ static void st_needs(bctx *c, const irp_node *v, void *o)
  * else.  Say what happened instead of reporting a confusing error. */
 static bool when_mangled(bctx *c, const irp_node *v)
 {
-    if (v->tag) {
+    const char *tag = irp_node_tag(v);
+    if (tag) {
         /* `!a == b` arrives as the tag "!a" on the scalar "== b"; `! a`
          * as the bare tag "!" on "a".  Put the expression back together. */
         const char *rest = v->kind == IRP_NODE_SCALAR ? v->u.scalar.s : "";
         ((irp_node *)v)->flags |= IRP_NODE_TAG_REPORTED;
         build_error(c, v, "YAML read the '!' of this 'when' as a tag: quote an expression that "
-                    "starts with '!' (when: \"%s%s%s\")", v->tag, *rest ? " " : "",
+                    "starts with '!' (when: \"%s%s%s\")", tag, *rest ? " " : "",
                     rest);
         return true;
     }
@@ -110,11 +112,11 @@ static void st_when(bctx *c, const irp_node *v, void *o)
     s->when_src = src;
     s->when_style = v->style;
     irp_expr_error err = { 0 };
-    int rc = irp_expr_parse_when(c->a, src, v->u.scalar.len, &s->when, &err);
+    int rc = irp_expr_parse_when(c->a, src, v->len, &s->when, &err);
     if (rc == IRP_ENOMEM) {
         c->oom = true;
     } else if (rc) {
-        irp_str str = { src, v->u.scalar.len, s->when_pos, v->style, NULL };
+        irp_str str = { .s = src, .len = v->len, .pos = s->when_pos, .style = v->style };
         build_error_at(c, build_str_pos(c, &str, err.offset), "%s%s", err.msg,
                        comment_follows(c, v)
                            ? " (' #' starts a YAML comment: quote the whole expression)" : "");
@@ -131,7 +133,7 @@ static void st_for_each(bctx *c, const irp_node *v, void *o)
         build_tstr_list(c, v, &s->for_each_items, &s->n_for_each_items);
     } else if (build_tstr(c, v, &s->for_each_expr) &&
                (s->for_each_expr.tpl ? !irp_template_is_single_expr(s->for_each_expr.tpl)
-                                     : !memmem(v->u.scalar.s, v->u.scalar.len, "${{", 3))) {
+                                     : !memmem(v->u.scalar.s, v->len, "${{", 3))) {
         build_error(c, v, "for_each must be a list or one ${{ }} expression giving a list");
     }
 }
@@ -331,7 +333,7 @@ static void st_run(bctx *c, const irp_node *v, void *o)
         return;
     irp_run_action *r = s->act.run;
     if (v->kind == IRP_NODE_SEQ) {
-        if (v->u.seq.n == 0)
+        if (v->count == 0)
             build_error(c, v, "run needs a command: the list is empty");
         build_tstr_list(c, v, &r->argv, &r->argc);
         return;
@@ -442,7 +444,7 @@ static void check_notify(bctx *c, const irp_node *v, const irp_notify_action *n)
     static const char *const net_only[] = { "tls_verify", "ca_file" };
     static const char *const vias[] = { "webhook", "email", "file" };
     const char *via = vias[n->via];
-    for (size_t i = 0; i < v->u.map.n; i++) {
+    for (size_t i = 0; i < v->count; i++) {
         const irp_node *k = v->u.map.pairs[i].key;
         const char *name = k->u.scalar.s;
         bool bad = false;
@@ -533,16 +535,16 @@ static const build_key item_keys[] = {
 static void ev_collect(bctx *c, const irp_node *v, void *o)
 {
     irp_evidence_action *e = o;
-    if (v->kind != IRP_NODE_SEQ || v->u.seq.n == 0) {
+    if (v->kind != IRP_NODE_SEQ || v->count == 0) {
         build_error(c, v, "collect must be a non-empty list of {path: P} or {run: [argv], name: N}");
         return;
     }
-    e->items = irp_arena_alloc(c->a, v->u.seq.n * sizeof *e->items);
+    e->items = irp_arena_alloc(c->a, v->count * sizeof *e->items);
     if (!e->items) {
         c->oom = true;
         return;
     }
-    for (size_t i = 0; i < v->u.seq.n; i++) {
+    for (size_t i = 0; i < v->count; i++) {
         const irp_node *it = v->u.seq.items[i];
         irp_evidence_item *item = &e->items[e->n_items++];
         item->pos = build_pos(it);
@@ -587,8 +589,8 @@ static void wait_until(bctx *c, const irp_node *v, void *o)
     if (!build_tstr(c, v, &w->until))
         return;
     int64_t ms;
-    if (!memmem(v->u.scalar.s, v->u.scalar.len, "${{", 3) &&
-        irp_time_parse(v->u.scalar.s, v->u.scalar.len, &ms) != 0)
+    if (!memmem(v->u.scalar.s, v->len, "${{", 3) &&
+        irp_time_parse(v->u.scalar.s, v->len, &ms) != 0)
         build_error(c, v, "invalid time '%s' (RFC 3339 with an offset, e.g. "
                     "2026-11-28T12:00:00Z)", v->u.scalar.s);
 }
@@ -627,39 +629,73 @@ static void init_step(irp_step *s)
     s->retry_backoff = 1.0;
 }
 
-void build_steps(bctx *c, const irp_node *seq, bool is_finally)
+/* Room for one more step.  Steps are built while `steps` is still being
+ * parsed (see irp_yaml_parse_stream), before their number is known, so
+ * pb->steps is a mapping that mremap() grows without copying; new memory
+ * comes zeroed, as arena memory would. */
+#define STEPS_MAP_UNIT ((size_t)64 * 1024)
+#define STEPS_HUGE_PAGE ((size_t)2 * 1024 * 1024)
+
+static bool reserve_step(bctx *c)
 {
     irp_playbook *pb = c->pb;
+    if ((pb->n_steps + 1) * sizeof *pb->steps <= pb->steps_mapped)
+        return true;
+    size_t old = pb->steps_mapped;
+    size_t want = old ? old * 2 : STEPS_MAP_UNIT;
+    size_t unit = want >= STEPS_HUGE_PAGE ? STEPS_HUGE_PAGE : STEPS_MAP_UNIT;
+    want = (want + unit - 1) & ~(unit - 1);
+    void *p = old ? mremap(pb->steps, old, want, MREMAP_MAYMOVE)
+                  : mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        c->oom = true;
+        return false;
+    }
+    if (unit == STEPS_HUGE_PAGE)
+        madvise(p, want, MADV_HUGEPAGE);
+    pb->steps = p;
+    pb->steps_mapped = want;
+    return true;
+}
+
+void build_steps(bctx *c, const irp_node *seq, bool is_finally)
+{
     const char *what = is_finally ? "finally" : "steps";
     if (seq->kind != IRP_NODE_SEQ) {
         build_error(c, seq, "%s must be a list of steps", what);
         return;
     }
-    for (size_t i = 0; i < seq->u.seq.n; i++) {
-        const irp_node *v = seq->u.seq.items[i];
-        irp_step *s = &pb->steps[pb->n_steps];
-        init_step(s);
-        s->pos = build_pos(v);
-        s->is_finally = is_finally;
-        if (!BUILD_MAP(c, v, step_keys, s, "a step"))
-            continue;
-        if (!s->id) {
-            if (!irp_node_get(v, "id"))
-                build_error(c, v, "step has no 'id'");
-            continue;
-        }
-        if (s->action == IRP_ACT_NONE)
-            build_error(c, v, "step '%s' has no action: give it one of run, manual, notify, "
-                        "evidence or wait", s->id);
-        if (s->on_failure != IRP_FAIL_CONTINUE && is_finally)
-            build_error(c, irp_node_get(v, "on_failure"),
-                        "on_failure does not apply in finally (a finally step always continues)");
-        if (!s->title)
-            s->title = s->id;
-        s->index = pb->n_steps++;
-        if (!is_finally)
-            pb->n_main = pb->n_steps;
+    for (size_t i = 0; i < seq->count; i++)
+        build_step(c, seq->u.seq.items[i], is_finally);
+}
+
+void build_step(bctx *c, const irp_node *v, bool is_finally)
+{
+    irp_playbook *pb = c->pb;
+    if (!reserve_step(c))
+        return;
+    irp_step *s = &pb->steps[pb->n_steps];
+    init_step(s);
+    s->pos = build_pos(v);
+    s->is_finally = is_finally;
+    if (!BUILD_MAP(c, v, step_keys, s, "a step"))
+        return;
+    if (!s->id) {
+        if (!irp_node_get(v, "id"))
+            build_error(c, v, "step has no 'id'");
+        return;
     }
+    if (s->action == IRP_ACT_NONE)
+        build_error(c, v, "step '%s' has no action: give it one of run, manual, notify, "
+                    "evidence or wait", s->id);
+    if (s->on_failure != IRP_FAIL_CONTINUE && is_finally)
+        build_error(c, irp_node_get(v, "on_failure"),
+                    "on_failure does not apply in finally (a finally step always continues)");
+    if (!s->title)
+        s->title = s->id;
+    s->index = pb->n_steps++;
+    if (!is_finally)
+        pb->n_main = pb->n_steps;
 }
 
 /* ---- defaults ------------------------------------------------------- */
@@ -687,7 +723,7 @@ void build_defaults(bctx *c, const irp_node *map)
         build_error(c, map, "defaults must be a mapping");
         return;
     }
-    for (size_t i = 0; i < map->u.map.n; i++) {
+    for (size_t i = 0; i < map->count; i++) {
         const irp_pair *p = &map->u.map.pairs[i];
         const char *name = p->key->u.scalar.s;
         const build_key *k = find_key(default_keys, nd, name);
@@ -698,7 +734,8 @@ void build_defaults(bctx *c, const irp_node *map)
                         "retry_delay, retry_backoff, on_failure, idempotent, cwd, env and "
                         "confirm)", name);
         else
-            build_map(c, &(irp_node){ .kind = IRP_NODE_MAP, .u.map = { (irp_pair *)p, 1 } },
+            build_map(c, &(irp_node){ .kind = IRP_NODE_MAP, .count = 1,
+                                      .u.map = { (irp_pair *)p } },
                       default_keys, nd, &c->defaults, "defaults");
     }
 }

@@ -75,7 +75,7 @@ int irp_input_from_node(const irp_input_spec *in, const irp_node *n, irp_value *
         irp_value *list = irp_value_new_list();
         if (!list)
             return IRP_ENOMEM;
-        for (size_t i = 0; i < n->u.seq.n; i++) {
+        for (size_t i = 0; i < n->count; i++) {
             const irp_node *it = n->u.seq.items[i];
             if (it->kind != IRP_NODE_SCALAR) {
                 snprintf(err, errlen, "list items must be scalars, not a %s",
@@ -83,7 +83,7 @@ int irp_input_from_node(const irp_input_spec *in, const irp_node *n, irp_value *
                 irp_value_unref(list);
                 return IRP_ETYPE;
             }
-            irp_value *s = irp_value_new_string(it->u.scalar.s, it->u.scalar.len);
+            irp_value *s = irp_value_new_string(it->u.scalar.s, it->len);
             int rc = s ? irp_value_list_append(list, s) : IRP_ENOMEM;
             if (rc) {
                 irp_value_unref(list);
@@ -99,7 +99,7 @@ int irp_input_from_node(const irp_input_spec *in, const irp_node *n, irp_value *
         return IRP_ETYPE;
     }
     irp_value *v;
-    int rc = scalar_value(in->type, n->u.scalar.s, n->u.scalar.len,
+    int rc = scalar_value(in->type, n->u.scalar.s, n->len,
                           n->style == IRP_STYLE_PLAIN, &v, err, errlen);
     if (rc)
         return rc;
@@ -279,7 +279,7 @@ static int from_file(const irp_playbook *pb, const char *file, irp_value **vals,
         irp_diag_error(diags, file, root->line, root->col, "inputs must be a mapping of names to values");
         bad = 1;
     }
-    for (size_t i = 0; !bad && i < root->u.map.n; i++) {
+    for (size_t i = 0; !bad && i < root->count; i++) {
         const irp_pair *p = &root->u.map.pairs[i];
         const irp_input_spec *in = irp_playbook_input(pb, p->key->u.scalar.s);
         char err[512];

@@ -1,8 +1,10 @@
 /* YAML → located node tree, straight from libyaml's parser events. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
@@ -16,6 +18,7 @@ typedef struct frame {
     irp_node *node;
     size_t start;
     char *anchor;          /* malloc'd copy, defined when the node ends */
+    bool streamed;         /* its items go to the stream (irp_yaml_stream) */
 } frame;
 
 typedef struct anchor {
@@ -24,8 +27,32 @@ typedef struct anchor {
     uint64_t weight;       /* nodes the anchored subtree expands to */
 } anchor;
 
+/* Short scalars repeat: every step spells `id`, `title`, `run`, and a
+ * generated playbook the same values (`true`, `10m`, one template) tens
+ * of thousands of times.  One arena copy serves all of them.  The table
+ * is a cache, not a set: a slot holds the latest string hashed to it, so
+ * it stays small and costs one probe, and the hot strings stay in it.
+ * A slot holds the string itself, so a probe is one cache line: looking
+ * up millions of scalars in a table bigger than the L1 cache, or through
+ * a pointer to each copy, cost more than the copies it saved. */
+#define INTERN_MAX_LEN 16u
+#define INTERN_BITS 10u
+#define INTERN_SLOTS (1u << INTERN_BITS)
+
+typedef struct interned {
+    uint64_t key[2];         /* see intern_key() */
+    uint64_t len;
+    const char *copy;        /* arena copy; NULL = empty slot */
+} interned;
+
+/* Items kept out of the scratch arena before streaming stops reusing it:
+ * each keeps the scratch blocks, mostly empty, for the document's life. */
+#define STREAM_ADOPT_MAX 64u
+
 typedef struct builder {
-    irp_arena *arena;
+    irp_arena *arena;        /* strings, tags, anchor names: the caller's */
+    irp_arena *tree;         /* nodes and their child arrays: `arena`, or
+                                `scratch` while a streamed item is open */
     const char *file;
     const char *buf;
     size_t len;
@@ -39,8 +66,15 @@ typedef struct builder {
     uint64_t *weights;       /* expanded size of each pending child */
     size_t npending, cappending;
 
+    interned *intern;        /* INTERN_SLOTS */
+
     anchor *anchors;         /* open-addressing hash table */
     size_t nanchors, capanchors;
+
+    const irp_yaml_stream *stream;   /* NULL: keep every node */
+    irp_arena scratch;       /* the open streamed item's nodes */
+    unsigned adopted;        /* items whose scratch blocks were kept */
+    bool item_kept;          /* the open streamed item must stay in the tree */
 
     uint64_t nodes;          /* total, counting alias expansion */
     unsigned documents;
@@ -211,9 +245,18 @@ static int anchor_grow(builder *b)
     return 0;
 }
 
+/* Inside a streamed item (a child of the streamed sequence, or deeper). */
+static bool in_stream_item(const builder *b)
+{
+    return b->depth >= 2 && b->frames[1].streamed;
+}
+
 /* YAML lets a later anchor reuse a name; the latest definition wins. */
 static int anchor_define(builder *b, const char *name, irp_node *n, uint64_t weight)
 {
+    /* An alias later in the document may point into the item. */
+    if (in_stream_item(b))
+        b->item_kept = true;
     if ((b->nanchors + 1) * 2 > b->capanchors) {
         int rc = anchor_grow(b);
         if (rc)
@@ -261,38 +304,55 @@ static int core_tag_kind(const char *tag)
     return -1;
 }
 
-static int check_tag(builder *b, irp_node *n, const yaml_char_t *tag)
+/* Checks the tag of a node of `kind` starting at `m`.  A local tag to
+ * keep is copied to the arena and returned in *local (else NULL). */
+static int check_tag(builder *b, irp_node_kind kind, const yaml_mark_t *m, const yaml_char_t *tag,
+                     const char **local)
 {
+    *local = NULL;
     if (!tag)
         return 0;
     const char *t = (const char *)tag;
-    int kind = core_tag_kind(t);
-    if (kind == (int)n->kind)
+    int tkind = core_tag_kind(t);
+    if (tkind == (int)kind)
         return 0;
-    if (kind >= 0) {
-        irp_diag_error(b->diags, b->file, n->line, n->col, "tag '!!%s' does not fit a %s",
-                       t + sizeof core_prefix - 1, irp_node_kind_name(n));
+    uint32_t line = (uint32_t)m->line + 1, col = (uint32_t)m->column + 1;
+    if (tkind >= 0) {
+        irp_diag_error(b->diags, b->file, line, col, "tag '!!%s' does not fit a %s",
+                       t + sizeof core_prefix - 1, irp_node_kind_name(&(irp_node){ .kind = kind }));
         return IRP_EPARSE;
     }
     if (t[0] == '!' && t[1] != '!') {
         /* A local tag -- or the bare '!' -- is most often an unquoted
          * value starting with '!'; the model reports it knowing which
          * field it is in, and accepts the bare '!' outside a `when`. */
-        n->tag = irp_arena_strdup(b->arena, t);
-        return n->tag ? 0 : IRP_ENOMEM;
+        *local = irp_arena_strdup(b->arena, t);
+        return *local ? 0 : IRP_ENOMEM;
     }
     if (strncmp(t, "tag:yaml.org,2002:", 18) == 0)
-        irp_diag_error(b->diags, b->file, n->line, n->col, "unsupported tag '!!%s'", t + 18);
+        irp_diag_error(b->diags, b->file, line, col, "unsupported tag '!!%s'", t + 18);
     else
-        irp_diag_error(b->diags, b->file, n->line, n->col, "unsupported tag '%s'", t);
+        irp_diag_error(b->diags, b->file, line, col, "unsupported tag '%s'", t);
     return IRP_EPARSE;
 }
 
-static irp_node *new_node(builder *b, irp_node_kind kind, const yaml_mark_t *m)
+/* A node with a local tag gets the pointer to it just before the node
+ * (see irp_node_tag). */
+static irp_node *new_node(builder *b, irp_node_kind kind, const yaml_mark_t *m, const char *tag)
 {
-    irp_node *n = irp_arena_alloc(b->arena, sizeof *n);
-    if (!n)
-        return NULL;
+    irp_node *n;
+    if (tag) {
+        const char **p = irp_arena_alloc(b->tree, sizeof *p + sizeof *n);
+        if (!p)
+            return NULL;
+        *p = tag;
+        n = (irp_node *)(void *)(p + 1);
+        n->flags = IRP_NODE_HAS_TAG;
+    } else {
+        n = irp_arena_alloc(b->tree, sizeof *n);
+        if (!n)
+            return NULL;
+    }
     n->kind = kind;
     n->line = (uint32_t)m->line + 1;
     n->col = (uint32_t)m->column + 1;
@@ -311,8 +371,34 @@ static int count_node(builder *b, const irp_node *n, uint64_t weight)
     return 0;
 }
 
+/* A complete item of the streamed sequence goes to the stream instead of
+ * its parent.  Unless it must stay (item_kept), the memory of its nodes
+ * serves the next item. */
+static int hand_over(builder *b, irp_node *n, uint64_t weight)
+{
+    bool kept = b->item_kept;
+    b->item_kept = false;
+    /* After an error the document is refused: building it is waste. */
+    int rc = b->failed ? 0 : b->stream->item(b->stream->ctx, n, kept);
+    if (b->tree == &b->scratch) {
+        b->tree = b->arena;
+        if (kept) {
+            irp_arena_adopt(b->arena, &b->scratch);
+            b->adopted++;
+        } else {
+            irp_arena_reset(&b->scratch);
+        }
+    }
+    if (rc || !kept)
+        return rc;
+    if (n->flags & (IRP_NODE_HAS_TAG | IRP_NODE_TAGS_BELOW))
+        b->frames[1].node->flags |= IRP_NODE_TAGS_BELOW;
+    return push_pending(b, n, weight);
+}
+
 /* A finished node goes to its parent's pending children, or becomes the
- * root. */
+ * root.  The parent learns whether a tag lies below it, so a walk looking
+ * for tags can skip the rest. */
 static int attach(builder *b, irp_node *n, uint64_t weight)
 {
     if (b->depth == 0) {
@@ -320,12 +406,88 @@ static int attach(builder *b, irp_node *n, uint64_t weight)
         b->root_weight = weight;
         return 0;
     }
+    if (b->depth == 2 && b->frames[1].streamed)
+        return hand_over(b, n, weight);
+    if (n->flags & (IRP_NODE_HAS_TAG | IRP_NODE_TAGS_BELOW))
+        b->frames[b->depth - 1].node->flags |= IRP_NODE_TAGS_BELOW;
     return push_pending(b, n, weight);
+}
+
+/* Whether a sequence starting now is the value of the root mapping's key
+ * named by the stream. */
+static bool stream_starts(const builder *b)
+{
+    if (!b->stream || b->depth != 1 || b->frames[0].node->kind != IRP_NODE_MAP ||
+        (b->npending - b->frames[0].start) % 2 == 0)
+        return false;
+    const irp_node *key = b->pending[b->npending - 1];
+    size_t len = strlen(b->stream->key);
+    return key->kind == IRP_NODE_SCALAR && key->len == len &&
+           memcmp(key->u.scalar.s, b->stream->key, len) == 0;
+}
+
+static uint64_t load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint64_t load32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Two words that, with the length, tell apart every string of at most 16
+ * bytes: overlapping loads from both ends cover every byte, and never
+ * read past the string (loading it into a zeroed buffer instead stalls
+ * on the stores just made). */
+static void intern_key(const char *s, uint32_t len, uint64_t key[2])
+{
+    if (len >= 8) {
+        key[0] = load64(s);
+        key[1] = load64(s + len - 8);
+    } else if (len >= 4) {
+        key[0] = load32(s) | load32(s + len - 4) << 32;
+        key[1] = 0;
+    } else {
+        const unsigned char *u = (const unsigned char *)s;
+        key[0] = len ? (uint64_t)u[0] | (uint64_t)u[len / 2] << 8 | (uint64_t)u[len - 1] << 16 : 0;
+        key[1] = 0;
+    }
+}
+
+/* The arena copy of a scalar's text, shared with earlier equal scalars
+ * when it is short. */
+static const char *scalar_copy(builder *b, const char *s, uint32_t len)
+{
+    if (len > INTERN_MAX_LEN)
+        return irp_arena_strndup(b->arena, s, len);
+    uint64_t key[2];
+    intern_key(s, len, key);
+    /* Multiplicative hashing: the top bits mix every bit of the key. */
+    uint64_t h = (key[0] * 0x9E3779B97F4A7C15ull ^ key[1] * 0xC2B2AE3D27D4EB4Full ^ len) *
+                 0x165667B19E3779F9ull;
+    interned *slot = &b->intern[h >> (64 - INTERN_BITS)];
+    if (slot->copy && slot->key[0] == key[0] && slot->key[1] == key[1] && slot->len == len)
+        return slot->copy;
+    const char *copy = irp_arena_strndup(b->arena, s, len);
+    if (copy)
+        *slot = (interned){ { key[0], key[1] }, len, copy };
+    return copy;
 }
 
 static int on_scalar(builder *b, const yaml_event_t *ev)
 {
-    irp_node *n = new_node(b, IRP_NODE_SCALAR, &ev->start_mark);
+    const char *tag;
+    int rc = check_tag(b, IRP_NODE_SCALAR, &ev->start_mark, ev->data.scalar.tag, &tag);
+    if (rc == IRP_ENOMEM)
+        return rc;
+    if (rc)
+        b->failed = true;
+    irp_node *n = new_node(b, IRP_NODE_SCALAR, &ev->start_mark, tag);
     if (!n)
         return IRP_ENOMEM;
     switch (ev->data.scalar.style) {
@@ -335,14 +497,12 @@ static int on_scalar(builder *b, const yaml_event_t *ev)
     case YAML_FOLDED_SCALAR_STYLE: n->style = IRP_STYLE_FOLDED; break;
     default: n->style = IRP_STYLE_PLAIN; break;
     }
-    n->u.scalar.len = ev->data.scalar.length;
-    n->u.scalar.s = irp_arena_strndup(b->arena, (const char *)ev->data.scalar.value,
-                                      ev->data.scalar.length);
+    /* The input is under 4 GiB (irp_yaml_parse), so is every scalar. */
+    n->len = (uint32_t)ev->data.scalar.length;
+    n->u.scalar.s = scalar_copy(b, (const char *)ev->data.scalar.value, n->len);
     if (!n->u.scalar.s)
         return IRP_ENOMEM;
-    if (check_tag(b, n, ev->data.scalar.tag))
-        b->failed = true;
-    int rc = count_node(b, n, 1);
+    rc = count_node(b, n, 1);
     if (!rc && ev->data.scalar.anchor)
         rc = anchor_define(b, (const char *)ev->data.scalar.anchor, n, 1);
     return rc ? rc : attach(b, n, 1);
@@ -350,22 +510,29 @@ static int on_scalar(builder *b, const yaml_event_t *ev)
 
 static int on_start(builder *b, const yaml_event_t *ev, irp_node_kind kind)
 {
-    irp_node *n = new_node(b, kind, &ev->start_mark);
-    if (!n)
-        return IRP_ENOMEM;
-    const yaml_char_t *tag;
+    const yaml_char_t *ytag;
     bool flow;
     if (kind == IRP_NODE_SEQ) {
-        tag = ev->data.sequence_start.tag;
+        ytag = ev->data.sequence_start.tag;
         flow = ev->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE;
     } else {
-        tag = ev->data.mapping_start.tag;
+        ytag = ev->data.mapping_start.tag;
         flow = ev->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE;
     }
-    n->style = flow ? IRP_STYLE_FLOW : IRP_STYLE_BLOCK;
-    if (check_tag(b, n, tag))
+    const char *tag;
+    int rc = check_tag(b, kind, &ev->start_mark, ytag, &tag);
+    if (rc == IRP_ENOMEM)
+        return rc;
+    if (rc)
         b->failed = true;
-    int rc;
+    /* A streamed item: its nodes go to scratch memory, reused for the
+     * next item once this one is handed over. */
+    if (b->depth == 2 && b->frames[1].streamed && b->adopted < STREAM_ADOPT_MAX)
+        b->tree = &b->scratch;
+    irp_node *n = new_node(b, kind, &ev->start_mark, tag);
+    if (!n)
+        return IRP_ENOMEM;
+    n->style = flow ? IRP_STYLE_FLOW : IRP_STYLE_BLOCK;
     if (b->depth >= b->lim.max_depth) {
         irp_diag_error(b->diags, b->file, n->line, n->col,
                        "nesting deeper than %u levels", b->lim.max_depth);
@@ -379,20 +546,23 @@ static int on_start(builder *b, const yaml_event_t *ev, irp_node_kind kind)
     char *copy = NULL;
     if (anch && !(copy = strdup((const char *)anch)))
         return IRP_ENOMEM;
-    b->frames[b->depth++] = (frame){ n, b->npending, copy };
+    /* An anchored sequence is not streamed: an alias must find it whole. */
+    bool streamed = kind == IRP_NODE_SEQ && !anch && stream_starts(b);
+    if (streamed)
+        n->flags |= IRP_NODE_STREAMED;
+    b->frames[b->depth++] = (frame){ n, b->npending, copy, streamed };
     return 0;
 }
 
 static bool scalar_equal(const irp_node *a, const irp_node *c)
 {
-    return a->u.scalar.len == c->u.scalar.len &&
-           memcmp(a->u.scalar.s, c->u.scalar.s, a->u.scalar.len) == 0;
+    return a->len == c->len && memcmp(a->u.scalar.s, c->u.scalar.s, a->len) == 0;
 }
 
 static int key_cmp(const void *pa, const void *pb)
 {
     const irp_pair *a = *(irp_pair *const *)pa, *c = *(irp_pair *const *)pb;
-    size_t la = a->key->u.scalar.len, lc = c->key->u.scalar.len;
+    size_t la = a->key->len, lc = c->key->len;
     int r = memcmp(a->key->u.scalar.s, c->key->u.scalar.s, la < lc ? la : lc);
     if (r)
         return r;
@@ -415,7 +585,7 @@ static void report_duplicate(builder *b, const irp_pair *first, const irp_pair *
 static int check_keys(builder *b, irp_node *map)
 {
     irp_pair *p = map->u.map.pairs;
-    size_t n = map->u.map.n;
+    size_t n = map->count;
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         const irp_node *k = p[i].key;
@@ -423,7 +593,7 @@ static int check_keys(builder *b, irp_node *map)
             irp_diag_error(b->diags, b->file, k->line, k->col, "a mapping key must be a scalar, not a %s",
                            irp_node_kind_name(k));
             rc = IRP_EPARSE;
-        } else if (strlen(k->u.scalar.s) != k->u.scalar.len) {
+        } else if (strlen(k->u.scalar.s) != k->len) {
             irp_diag_error(b->diags, b->file, k->line, k->col, "a key may not hold a NUL byte");
             rc = IRP_EPARSE;
         } else if (k->style == IRP_STYLE_PLAIN && strcmp(k->u.scalar.s, "<<") == 0) {
@@ -470,16 +640,16 @@ static int on_end(builder *b)
     uint64_t weight = 1;
     for (size_t i = f.start; i < b->npending; i++)
         weight += b->weights[i];
+    /* Fewer children than input bytes: 32 bits hold the count. */
+    n->count = (uint32_t)(n->kind == IRP_NODE_SEQ ? count : count / 2);
     if (n->kind == IRP_NODE_SEQ) {
-        n->u.seq.n = count;
-        n->u.seq.items = irp_arena_alloc(b->arena, count * sizeof *n->u.seq.items);
+        n->u.seq.items = irp_arena_alloc(b->tree, count * sizeof *n->u.seq.items);
         if (!n->u.seq.items)
             return IRP_ENOMEM;
         if (count)   /* pending may still be NULL: nothing pushed yet */
             memcpy(n->u.seq.items, b->pending + f.start, count * sizeof *n->u.seq.items);
     } else {
-        n->u.map.n = count / 2;
-        n->u.map.pairs = irp_arena_alloc(b->arena, (count / 2) * sizeof *n->u.map.pairs);
+        n->u.map.pairs = irp_arena_alloc(b->tree, (count / 2) * sizeof *n->u.map.pairs);
         if (!n->u.map.pairs)
             return IRP_ENOMEM;
         for (size_t i = 0; i < count / 2; i++) {
@@ -514,7 +684,7 @@ static int on_alias(builder *b, const yaml_event_t *ev)
                        "alias '*%s' names no anchor defined before it", name);
         b->failed = true;
         /* Stand in an empty scalar so the parse can go on. */
-        irp_node *n = new_node(b, IRP_NODE_SCALAR, &ev->start_mark);
+        irp_node *n = new_node(b, IRP_NODE_SCALAR, &ev->start_mark, NULL);
         if (!n)
             return IRP_ENOMEM;
         n->u.scalar.s = "";
@@ -523,11 +693,17 @@ static int on_alias(builder *b, const yaml_event_t *ev)
     int rc = count_node(b, a->node, a->weight);
     if (rc)
         return rc;
-    if (a->node->kind != IRP_NODE_SCALAR)
+    if (a->node->kind != IRP_NODE_SCALAR) {
+        /* The item would share tagged nodes with the rest of the
+         * document: their tags are reported in one walk of the whole tree
+         * after building, as if nothing were streamed. */
+        if (in_stream_item(b) && (a->node->flags & (IRP_NODE_HAS_TAG | IRP_NODE_TAGS_BELOW)))
+            b->item_kept = true;
         return attach(b, a->node, a->weight);
+    }
     /* A scalar is cheap to copy, and the copy can say where the alias
      * stands (a duplicate key written as an alias is reported there). */
-    irp_node *n = new_node(b, IRP_NODE_SCALAR, &ev->start_mark);
+    irp_node *n = new_node(b, IRP_NODE_SCALAR, &ev->start_mark, irp_node_tag(a->node));
     if (!n)
         return IRP_ENOMEM;
     uint32_t line = n->line, col = n->col;
@@ -572,13 +748,49 @@ static void builder_release(builder *b)
     free(b->pending);
     free(b->weights);
     free(b->anchors);
+    free(b->intern);
+    irp_arena_release(&b->scratch);
 }
 
 int irp_yaml_parse(irp_arena *arena, const char *file, const char *buf, size_t len,
                    const irp_yaml_limits *lim, irp_diag_list *diags, irp_node **root)
 {
-    builder b = { .arena = arena, .file = file, .buf = buf, .len = len, .diags = diags };
+    return irp_yaml_parse_stream(arena, file, buf, len, -1, lim, NULL, diags, root);
+}
+
+/* The document read from a file descriptor, never past the `left` bytes
+ * the caller's buffer holds. */
+typedef struct fd_input {
+    int fd;
+    size_t left;
+} fd_input;
+
+static int read_input(void *data, unsigned char *buf, size_t size, size_t *got)
+{
+    fd_input *in = data;
+    if (size > in->left)
+        size = in->left;
+    ssize_t r;
+    do
+        r = size ? read(in->fd, buf, size) : 0;
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return 0;   /* libyaml reports an input error */
+    in->left -= (size_t)r;
+    *got = (size_t)r;
+    return 1;
+}
+
+int irp_yaml_parse_stream(irp_arena *arena, const char *file, const char *buf, size_t len, int fd,
+                          const irp_yaml_limits *lim, const irp_yaml_stream *stream,
+                          irp_diag_list *diags, irp_node **root)
+{
+    builder b = { .arena = arena, .tree = arena, .file = file, .buf = buf, .len = len,
+                  .diags = diags, .stream = stream };
+    irp_arena_init(&b.scratch, 0);
     b.lim.max_bytes = lim && lim->max_bytes ? lim->max_bytes : IRP_YAML_MAX_BYTES;
+    if (b.lim.max_bytes > UINT32_MAX)   /* node lengths and counts are 32-bit */
+        b.lim.max_bytes = UINT32_MAX;
     b.lim.max_depth = lim && lim->max_depth ? lim->max_depth : IRP_YAML_MAX_DEPTH;
     b.lim.max_nodes = lim && lim->max_nodes ? lim->max_nodes : IRP_YAML_MAX_NODES;
     *root = NULL;
@@ -590,13 +802,22 @@ int irp_yaml_parse(irp_arena *arena, const char *file, const char *buf, size_t l
     b.frames = malloc((b.lim.max_depth + 1) * sizeof *b.frames);
     if (!b.frames)
         return IRP_ENOMEM;
+    b.intern = calloc(INTERN_SLOTS, sizeof *b.intern);
+    if (!b.intern) {
+        builder_release(&b);
+        return IRP_ENOMEM;
+    }
 
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
         builder_release(&b);
         return IRP_ENOMEM;
     }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    fd_input in = { fd, len };
+    if (fd >= 0)
+        yaml_parser_set_input(&parser, read_input, &in);
+    else
+        yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     int rc = 0;
     for (bool done = false; !done && rc == 0;) {
         yaml_event_t ev;
@@ -632,22 +853,13 @@ int irp_yaml_parse(irp_arena *arena, const char *file, const char *buf, size_t l
     return rc;
 }
 
-int irp_file_read(const char *path, size_t max_bytes, char **bufp, size_t *lenp)
+/* Reads fd to its end into a malloc'd, NUL-terminated buffer. */
+static int read_fd(int fd, const struct stat *st, size_t max_bytes, char **bufp, size_t *lenp)
 {
-    *bufp = NULL;
-    *lenp = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return irp_err_from_errno(errno);
-    struct stat st;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        int err = S_ISDIR(st.st_mode) ? IRP_EINVAL : irp_err_from_errno(errno);
-        close(fd);
-        return err;
-    }
     /* Read in chunks rather than trusting st_size: pipes and /proc files
      * report 0, and a file may grow while it is read. */
-    size_t cap = S_ISREG(st.st_mode) && (size_t)st.st_size < max_bytes ? (size_t)st.st_size + 1 : 65536;
+    size_t cap = S_ISREG(st->st_mode) && (size_t)st->st_size < max_bytes
+                     ? (size_t)st->st_size + 1 : 65536;
     size_t len = 0;
     char *buf = malloc(cap + 1);
     int rc = buf ? 0 : IRP_ENOMEM;
@@ -677,7 +889,6 @@ int irp_file_read(const char *path, size_t max_bytes, char **bufp, size_t *lenp)
             len += (size_t)r;
         }
     }
-    close(fd);
     if (rc == 0 && len > max_bytes)
         rc = IRP_ELIMIT;
     if (rc) {
@@ -690,11 +901,80 @@ int irp_file_read(const char *path, size_t max_bytes, char **bufp, size_t *lenp)
     return 0;
 }
 
+static int open_file(const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return irp_err_from_errno(errno);
+    if (fstat(fd, st) != 0 || S_ISDIR(st->st_mode)) {
+        int err = S_ISDIR(st->st_mode) ? IRP_EINVAL : irp_err_from_errno(errno);
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int irp_file_read(const char *path, size_t max_bytes, char **bufp, size_t *lenp)
+{
+    *bufp = NULL;
+    *lenp = 0;
+    struct stat st;
+    int fd = open_file(path, &st);
+    if (fd < 0)
+        return fd;
+    int rc = read_fd(fd, &st, max_bytes, bufp, lenp);
+    close(fd);
+    return rc;
+}
+
+int irp_file_map(const char *path, size_t max_bytes, const char **bufp, size_t *lenp,
+                 size_t *mappedp, int *fdp)
+{
+    *bufp = NULL;
+    *lenp = 0;
+    *mappedp = 0;
+    *fdp = -1;
+    struct stat st;
+    int fd = open_file(path, &st);
+    if (fd < 0)
+        return fd;
+    /* An empty file cannot be mapped; pipes and /proc files say nothing
+     * true about their size.  Those are read. */
+    if (S_ISREG(st.st_mode) && st.st_size > 0) {
+        if ((uintmax_t)st.st_size > max_bytes) {
+            close(fd);
+            return IRP_ELIMIT;
+        }
+        size_t len = (size_t)st.st_size;
+        void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p != MAP_FAILED) {
+            *bufp = p;
+            *lenp = len;
+            *mappedp = len;
+            *fdp = fd;
+            return 0;
+        }
+    }
+    char *buf = NULL;
+    int rc = read_fd(fd, &st, max_bytes, &buf, lenp);
+    close(fd);
+    *bufp = buf;
+    return rc;
+}
+
+void irp_file_unmap(const char *buf, size_t mapped)
+{
+    if (mapped)
+        munmap((void *)buf, mapped);
+    else
+        free((void *)buf);
+}
+
 irp_node *irp_node_get(const irp_node *map, const char *key)
 {
     if (!map || map->kind != IRP_NODE_MAP)
         return NULL;
-    for (size_t i = 0; i < map->u.map.n; i++) {
+    for (size_t i = 0; i < map->count; i++) {
         const irp_node *k = map->u.map.pairs[i].key;
         if (k->kind == IRP_NODE_SCALAR && strcmp(k->u.scalar.s, key) == 0)
             return map->u.map.pairs[i].value;

@@ -3,6 +3,8 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "build.h"
 #include "irp/error.h"
@@ -110,12 +112,12 @@ static void top_inputs(bctx *c, const irp_node *v, void *o)
         build_error(c, v, "inputs must be a mapping of input names to their specs");
         return;
     }
-    pb->inputs = irp_arena_alloc(c->a, v->u.map.n * sizeof *pb->inputs);
+    pb->inputs = irp_arena_alloc(c->a, v->count * sizeof *pb->inputs);
     if (!pb->inputs) {
         c->oom = true;
         return;
     }
-    for (size_t i = 0; i < v->u.map.n; i++) {
+    for (size_t i = 0; i < v->count; i++) {
         const irp_pair *p = &v->u.map.pairs[i];
         irp_input_spec *in = &pb->inputs[pb->n_inputs];
         if (!build_name(c, p->key, "input", &in->name))
@@ -137,11 +139,11 @@ static void build_var(bctx *c, const irp_node *v, irp_var *var)
         build_tstr_list(c, v, &var->items, &var->n_items);
     } else if (v->kind == IRP_NODE_MAP) {
         build_error(c, v, "a var must be a string, boolean, null or list, not a mapping");
-    } else if (v->style == IRP_STYLE_PLAIN && !v->tag &&
+    } else if (v->style == IRP_STYLE_PLAIN && !irp_node_tag(v) &&
                (strcmp(v->u.scalar.s, "true") == 0 || strcmp(v->u.scalar.s, "false") == 0)) {
         var->kind = IRP_VAR_BOOL;
         var->b = v->u.scalar.s[0] == 't';
-    } else if (irp_node_is_null(v) && !v->tag) {
+    } else if (irp_node_is_null(v) && !irp_node_tag(v)) {
         var->kind = IRP_VAR_NULL;
     } else {
         var->kind = IRP_VAR_STR;
@@ -156,12 +158,12 @@ static void top_vars(bctx *c, const irp_node *v, void *o)
         build_error(c, v, "vars must be a mapping of names to values");
         return;
     }
-    pb->vars = irp_arena_alloc(c->a, v->u.map.n * sizeof *pb->vars);
+    pb->vars = irp_arena_alloc(c->a, v->count * sizeof *pb->vars);
     if (!pb->vars) {
         c->oom = true;
         return;
     }
-    for (size_t i = 0; i < v->u.map.n; i++) {
+    for (size_t i = 0; i < v->count; i++) {
         const irp_pair *p = &v->u.map.pairs[i];
         irp_var *var = &pb->vars[pb->n_vars];
         if (!build_name(c, p->key, "var", &var->name))
@@ -232,12 +234,12 @@ static void top_deadlines(bctx *c, const irp_node *v, void *o)
         build_error(c, v, "deadlines must be a list");
         return;
     }
-    pb->deadlines = irp_arena_alloc(c->a, v->u.seq.n * sizeof *pb->deadlines);
+    pb->deadlines = irp_arena_alloc(c->a, v->count * sizeof *pb->deadlines);
     if (!pb->deadlines) {
         c->oom = true;
         return;
     }
-    for (size_t i = 0; i < v->u.seq.n; i++) {
+    for (size_t i = 0; i < v->count; i++) {
         const irp_node *item = v->u.seq.items[i];
         irp_deadline *d = &pb->deadlines[pb->n_deadlines];
         d->within_ms = -1;
@@ -309,15 +311,7 @@ static void build_playbook(bctx *c, const irp_node *root)
     /* `steps` before `finally` whatever the order in the file, so indices
      * of main steps come first. */
     const irp_node *steps = irp_node_get(root, "steps");
-    const irp_node *fin = irp_node_get(root, "finally");
-    size_t cap = (steps && steps->kind == IRP_NODE_SEQ ? steps->u.seq.n : 0) +
-                 (fin && fin->kind == IRP_NODE_SEQ ? fin->u.seq.n : 0);
-    pb->steps = irp_arena_alloc(c->a, cap * sizeof *pb->steps);
-    if (!pb->steps) {
-        c->oom = true;
-        return;
-    }
-    if (steps)
+    if (steps && !(steps->flags & IRP_NODE_STREAMED))   /* else built while parsed */
         build_steps(c, steps, false);
     const irp_node *defaults = irp_node_get(root, "defaults");
     if (defaults)
@@ -334,33 +328,82 @@ static void build_playbook(bctx *c, const irp_node *root)
     build_apply_defaults(c);
 }
 
-/* Takes ownership of buf (malloc'd, NUL-terminated at len). */
-static int load_owned(const char *name, char *buf, size_t len, irp_diag_list *diags,
-                      irp_playbook **out)
+static int build_streamed_step(void *ctx, irp_node *item, bool kept)
+{
+    bctx *c = ctx;
+    build_step(c, item, false);
+    /* Its nodes are about to go: report their tags now.  A kept item is
+     * walked with the whole tree. */
+    if (!kept)
+        build_report_tags(c, item);
+    return c->oom ? IRP_ENOMEM : 0;
+}
+
+/* Appends `from` to `to` in order, counting what `from` had no room to
+ * keep as `to` would have. */
+static void merge_diags(irp_diag_list *to, const irp_diag_list *from)
+{
+    size_t errors = 0, warnings = 0;
+    for (size_t i = 0; i < from->n; i++) {
+        const irp_diag *d = &from->items[i];
+        errors += d->sev == IRP_DIAG_ERROR;
+        warnings += d->sev == IRP_DIAG_WARNING;
+        irp_diag_add(to, d->sev, d->file, d->line, d->col, "%s", d->msg);
+    }
+    to->errors += from->errors - errors;
+    to->warnings += from->warnings - warnings;
+    if (from->truncated)
+        to->truncated = true;
+}
+
+/* Takes ownership of buf and fd, as irp_file_map() gives them. */
+static int load_owned(const char *name, const char *buf, size_t len, size_t mapped, int fd,
+                      irp_diag_list *diags, irp_playbook **out)
 {
     *out = NULL;
     irp_playbook *pb = calloc(1, sizeof *pb);
     if (!pb) {
-        free(buf);
+        if (fd >= 0)
+            close(fd);
+        irp_file_unmap(buf, mapped);
         return IRP_ENOMEM;
     }
     irp_arena_init(&pb->arena, 0);
     pb->src = buf;
     pb->src_len = len;
+    pb->src_mapped = mapped;
     /* Borrowed: diagnostics name the file after a failed load has freed
      * the playbook. */
     pb->file = name;
+    /* Steps are built as the parser completes each one (their nodes are
+     * then dropped), with diagnostics set aside: they count only if the
+     * whole document parses, as when building follows parsing. */
+    irp_diag_list streamed = IRP_DIAG_LIST_INIT;
+    streamed.max = diags->max;
+    bctx c = { .pb = pb, .a = &pb->arena, .diags = &streamed, .file = pb->file };
+    /* Without the cache every template is parsed apart: slower, and
+     * nothing else changes. */
+    c.tpl_cache = calloc(BUILD_TPL_CACHE_SLOTS, sizeof *c.tpl_cache);
+    irp_yaml_stream stream = { "steps", build_streamed_step, &c };
     irp_node *root = NULL;
-    int rc = irp_yaml_parse(&pb->arena, pb->file, pb->src, len, NULL, diags, &root);
+    int rc = irp_yaml_parse_stream(&pb->arena, pb->file, pb->src, len, fd, NULL, &stream,
+                                   diags, &root);
+    if (fd >= 0)
+        close(fd);
     if (rc) {
+        free(c.tpl_cache);
+        irp_diag_list_release(&streamed);
         irp_playbook_free(pb);
         return rc == IRP_ELIMIT ? IRP_EPARSE : rc;
     }
     pb->root = root;
     size_t errors = diags->errors;
-    bctx c = { .pb = pb, .a = &pb->arena, .diags = diags, .file = pb->file };
+    c.diags = diags;
+    merge_diags(diags, &streamed);
+    irp_diag_list_release(&streamed);
     build_playbook(&c, root);
     build_report_tags(&c, root);
+    free(c.tpl_cache);
     if (c.oom) {
         irp_playbook_free(pb);
         return IRP_ENOMEM;
@@ -378,15 +421,16 @@ int irp_playbook_load_mem(const char *name, const char *buf, size_t len,
         return IRP_ENOMEM;
     memcpy(copy, buf, len);
     copy[len] = '\0';
-    return load_owned(name, copy, len, diags, out);
+    return load_owned(name, copy, len, 0, -1, diags, out);
 }
 
 int irp_playbook_load(const char *path, irp_diag_list *diags, irp_playbook **out)
 {
-    char *buf;
-    size_t len;
+    const char *buf;
+    size_t len, mapped;
+    int fd;
     *out = NULL;
-    int rc = irp_file_read(path, IRP_YAML_MAX_BYTES, &buf, &len);
+    int rc = irp_file_map(path, IRP_YAML_MAX_BYTES, &buf, &len, &mapped, &fd);
     if (rc == IRP_ELIMIT) {
         irp_diag_error(diags, path, 0, 0, "file is larger than the %zu MiB limit",
                        IRP_YAML_MAX_BYTES >> 20);
@@ -396,7 +440,7 @@ int irp_playbook_load(const char *path, irp_diag_list *diags, irp_playbook **out
         irp_diag_error(diags, path, 0, 0, "cannot read: %s", irp_strerror(rc));
         return rc;
     }
-    return load_owned(path, buf, len, diags, out);
+    return load_owned(path, buf, len, mapped, fd, diags, out);
 }
 
 void irp_playbook_free(irp_playbook *pb)
@@ -404,7 +448,9 @@ void irp_playbook_free(irp_playbook *pb)
     if (!pb)
         return;
     irp_arena_release(&pb->arena);
-    free(pb->src);
+    if (pb->steps_mapped)
+        munmap(pb->steps, pb->steps_mapped);
+    irp_file_unmap(pb->src, pb->src_mapped);
     free(pb);
 }
 

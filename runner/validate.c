@@ -28,12 +28,14 @@ size_t irp_playbook_step_index(const irp_playbook *pb, const char *id)
         return NONE;
     }
     size_t mask = pb->step_table_cap - 1;
-    for (size_t h = hash_id(id) & mask;; h = (h + 1) & mask) {
-        size_t v = pb->step_table[h];
-        if (!v)
+    uint64_t hash = hash_id(id);
+    for (size_t h = hash & mask;; h = (h + 1) & mask) {
+        const struct irp_step_slot *slot = &pb->step_table[h];
+        if (!slot->id)
             return NONE;
-        if (strcmp(pb->steps[v - 1].id, id) == 0)
-            return v - 1;
+        /* Ids the parser interned compare by pointer. */
+        if (slot->hash == (uint32_t)(hash >> 32) && (slot->id == id || strcmp(slot->id, id) == 0))
+            return slot->index;
     }
 }
 
@@ -87,16 +89,16 @@ static void index_steps(vctx *v)
     pb->step_table_cap = cap;
     for (size_t i = 0; i < pb->n_steps; i++) {
         const irp_step *s = &pb->steps[i];
-        size_t h = hash_id(s->id) & (cap - 1);
-        for (;; h = (h + 1) & (cap - 1)) {
-            size_t cur = pb->step_table[h];
-            if (!cur) {
-                pb->step_table[h] = i + 1;
+        uint64_t hash = hash_id(s->id);
+        for (size_t h = hash & (cap - 1);; h = (h + 1) & (cap - 1)) {
+            struct irp_step_slot *slot = &pb->step_table[h];
+            if (!slot->id) {
+                *slot = (struct irp_step_slot){ s->id, (uint32_t)(hash >> 32), (uint32_t)i };
                 break;
             }
-            if (strcmp(pb->steps[cur - 1].id, s->id) == 0) {
+            if (slot->hash == (uint32_t)(hash >> 32) && strcmp(slot->id, s->id) == 0) {
                 vctx_error(v, s->pos, "duplicate step id '%s' (first defined at line %u)",
-                           s->id, pb->steps[cur - 1].pos.line);
+                           s->id, pb->steps[slot->index].pos.line);
                 break;
             }
         }

@@ -403,7 +403,8 @@ static void check_step(refctx *r, const irp_step *s)
     check_strs(r, s->for_each_items, s->n_for_each_items);
     r->item_ok = s->has_for_each;
     if (s->when) {
-        irp_str w = { s->when_src, strlen(s->when_src), s->when_pos, s->when_style, NULL };
+        irp_str w = { .s = s->when_src, .len = (uint32_t)strlen(s->when_src), .pos = s->when_pos,
+                      .style = s->when_style };
         r->str = &w;
         irp_expr_walk_refs(s->when, check_ref, r);
     }

@@ -24,6 +24,13 @@ typedef struct irp_arena {
 void irp_arena_init(irp_arena *a, size_t cap);
 /* Frees every block; the arena may be reused afterwards. */
 void irp_arena_release(irp_arena *a);
+/* Forgets every allocation but keeps the newest block for the next ones:
+ * for scratch data built and dropped over and over, so the same memory
+ * serves each round instead of fresh memory being faulted in. */
+void irp_arena_reset(irp_arena *a);
+/* Moves every block of src into dst: what was allocated from src now
+ * lives until dst is released.  src is left empty. */
+void irp_arena_adopt(irp_arena *dst, irp_arena *src);
 
 /* Zeroed memory, or NULL when out of memory or past the cap. */
 void *irp_arena_alloc(irp_arena *a, size_t size);

@@ -32,7 +32,7 @@ typedef struct irp_pos { uint32_t line, col; } irp_pos;
 /* A string from the playbook that may hold `${{ }}` templates. */
 typedef struct irp_str {
     const char *s;               /* as written (NUL-terminated); NULL = absent */
-    size_t len;
+    uint32_t len;                /* 32 bits, as in a node: 32 bytes a string, not 40 */
     irp_pos pos;                 /* of the scalar */
     irp_node_style style;        /* plain, quoted, block: for locating columns */
     struct irp_template *tpl;    /* parsed; NULL when the string holds no
@@ -96,15 +96,15 @@ typedef enum { IRP_WHEN_DEFAULT, IRP_WHEN_TRUE, IRP_WHEN_FALSE, IRP_WHEN_EXPR } 
 typedef enum { IRP_OUTCOME_NONE, IRP_OUTCOME_SUCCEEDED, IRP_OUTCOME_FAILED } irp_sim_outcome;
 
 typedef struct irp_simulate {
-    bool has_duration;
     int64_t dur_min_ms, dur_max_ms;      /* equal unless a range was given */
     irp_pos dur_pos;
-    irp_sim_outcome outcome;
-    bool has_success_rate;
     double success_rate;                 /* 0..1 */
     irp_kv *outputs;
     size_t n_outputs;
     const char *answer;                  /* NULL = none */
+    irp_sim_outcome outcome;
+    bool has_duration;
+    bool has_success_rate;
 } irp_simulate;
 
 typedef struct irp_run_action {
@@ -167,51 +167,53 @@ enum {
 };
 
 typedef struct irp_step {
+    /* What the passes over every step after building (defaults, needs,
+     * cycles) read comes first, so each touches one or two cache lines of
+     * a step, not all six: a 100,000-step playbook holds 100,000 steps. */
     const char *id;
     irp_pos pos;
     size_t index;                        /* in playbook->steps */
-    bool is_finally;
     const char *title;                   /* never NULL: defaults to the id */
     irp_phase phase;
     unsigned set;                        /* IRP_SET_* */
-
+    irp_action_kind action;
+    bool is_finally;
     bool needs_given;                    /* false: the step listed before */
+    bool has_for_each;
+    bool for_each_is_list;
+    bool confirm;
+    bool idempotent;
+    irp_when_kind when_kind;
+
     const char **needs;
     irp_pos *needs_pos;
     size_t n_needs;
     size_t *deps;                        /* resolved indices (validate) */
     size_t n_deps;
 
-    irp_when_kind when_kind;
     struct irp_expr *when;
     irp_pos when_pos;
     const char *when_src;
     irp_node_style when_style;
 
-    bool has_for_each;
     irp_str for_each_expr;               /* `for_each: ${{ … }}` */
     irp_str *for_each_items;             /* `for_each: [a, b]` */
     size_t n_for_each_items;
-    bool for_each_is_list;
 
-    bool confirm;
     irp_str confirm_prompt;              /* .s NULL: a default prompt */
     int64_t timeout_ms;                  /* -1: none */
     int retries;
+    irp_on_failure on_failure;
     int64_t retry_delay_ms;
     double retry_backoff;
-    irp_on_failure on_failure;
-    bool idempotent;
     irp_str cwd;
     irp_kv *env;
     size_t n_env;
     irp_simulate sim;
 
-    irp_action_kind action;
     irp_pos action_pos;
-    /* The action's data, allocated apart so a step stays small (a
-     * 100,000-step playbook holds 100,000 of them).  Never NULL once
-     * `action` is set. */
+    /* The action's data, allocated apart so a step stays small.  Never
+     * NULL once `action` is set. */
     union {
         irp_run_action *run;
         irp_manual_action *manual;
@@ -239,11 +241,20 @@ typedef struct irp_deadline {
     int64_t warn_before_ms;              /* 0 = none */
 } irp_deadline;
 
+/* An entry of the step index: the id and its hash are copied in, so a
+ * lookup touches the steps themselves only for the step it finds. */
+struct irp_step_slot {
+    const char *id;                      /* NULL: empty */
+    uint32_t hash;
+    uint32_t index;
+};
+
 typedef struct irp_playbook {
     irp_arena arena;
     const char *file;                    /* as named by the user; borrowed */
-    char *src;                           /* exact bytes as read (for hash and copy) */
+    const char *src;                     /* exact bytes as read (for hash and copy) */
     size_t src_len;
+    size_t src_mapped;                   /* see irp_file_map(); 0: malloc'd */
     const irp_node *root;
 
     const char *id;
@@ -259,9 +270,12 @@ typedef struct irp_playbook {
     irp_deadline *deadlines;
     size_t n_deadlines;
     irp_step *steps;                     /* `steps`, then `finally` */
+    size_t steps_mapped;                 /* bytes mapped for steps (they are
+                                            built before their number is
+                                            known, and grow in place) */
     size_t n_steps;
     size_t n_main;                       /* steps[0..n_main) are `steps` */
-    size_t *step_table;                  /* id hash → index + 1 (validate) */
+    struct irp_step_slot *step_table;    /* id hash → step (validate) */
     size_t step_table_cap;               /* a power of two, or 0 */
 } irp_playbook;
 

@@ -10,7 +10,7 @@
  * duplicate keys, non-scalar keys, merge keys, tags outside YAML's core
  * schema, and the limits below (size, depth, nodes counting alias
  * expansion -- so an alias bomb fails in bounded time).  Local tags
- * (`!foo`) are kept on the node so the model can say what was probably
+ * (`!foo`) are kept with the node so the model can say what was probably
  * meant (`when: !steps.x.ok` is a YAML tag, not a negation).
  *
  * An alias of a collection is not copied: it points to the anchored node,
@@ -43,25 +43,50 @@ typedef enum {
 typedef struct irp_node irp_node;
 typedef struct irp_pair { irp_node *key, *value; } irp_pair;
 
-/* irp_node.flags: bookkeeping for whoever walks the tree. */
-enum { IRP_NODE_TAG_REPORTED = 1u << 0, IRP_NODE_VISITED = 1u << 1 };
+/* irp_node.flags: bookkeeping for whoever walks the tree.  The parser
+ * sets the others: HAS_TAG, the node has a local tag (see irp_node_tag);
+ * TAGS_BELOW, some node under it has one; STREAMED, a sequence whose items
+ * went to an irp_yaml_stream (see irp_yaml_parse_stream). */
+enum {
+    IRP_NODE_TAG_REPORTED = 1u << 0,
+    IRP_NODE_VISITED = 1u << 1,
+    IRP_NODE_HAS_TAG = 1u << 2,
+    IRP_NODE_TAGS_BELOW = 1u << 3,
+    IRP_NODE_STREAMED = 1u << 4,
+};
 
+/* 24 bytes: a 100,000-step playbook has millions of nodes, and their
+ * memory (first touched page by page) costs more than the parse.  The
+ * rare local tag lives outside the node (irp_node_tag); lengths and counts
+ * fit 32 bits because irp_yaml_parse refuses input of 4 GiB or more. */
 struct irp_node {
     uint8_t kind;              /* irp_node_kind */
     uint8_t style;             /* irp_node_style */
     uint8_t flags;             /* IRP_NODE_* */
     uint32_t line, col;        /* 1-based position of the node's start */
-    const char *tag;           /* local tag ("!foo", or the bare "!") or NULL;
-                                  core tags are checked and dropped */
     union {
-        struct { const char *s; size_t len; } scalar;  /* NUL-terminated too */
-        struct { irp_node **items; size_t n; } seq;
-        struct { irp_pair *pairs; size_t n; } map;
+        uint32_t len;          /* scalar: bytes in u.scalar.s */
+        uint32_t count;        /* sequence: items; mapping: pairs */
+    };
+    union {
+        struct { const char *s; } scalar;   /* NUL-terminated too */
+        struct { irp_node **items; } seq;
+        struct { irp_pair *pairs; } map;
     } u;
 };
 
+/* The node's local tag ("!foo", or the bare "!"), or NULL; core tags are
+ * checked and dropped.  A tagged node is allocated just after a pointer
+ * to its tag, so every copy made with its flag must be too. */
+static inline const char *irp_node_tag(const irp_node *n)
+{
+    if (!(n->flags & IRP_NODE_HAS_TAG))
+        return NULL;
+    return ((const char *const *)(const void *)n)[-1];
+}
+
 typedef struct irp_yaml_limits {
-    size_t max_bytes;          /* default 64 MiB */
+    size_t max_bytes;          /* default 64 MiB; at most 4 GiB - 1 */
     unsigned max_depth;        /* default 64 */
     uint64_t max_nodes;        /* default 10,000,000, counting alias expansion */
 } irp_yaml_limits;
@@ -79,9 +104,55 @@ typedef struct irp_yaml_limits {
 int irp_yaml_parse(irp_arena *arena, const char *file, const char *buf, size_t len,
                    const irp_yaml_limits *lim, irp_diag_list *diags, irp_node **root);
 
+/* The same, handing over the items of one sequence as they are parsed
+ * (stream may be NULL), and reading the text from `fd` when it is not -1:
+ * `len` bytes from its current offset, the bytes of `buf`, which is then
+ * read only to quote the text in diagnostics.  A file is parsed faster
+ * through read() into a small buffer than through a mapping of all of
+ * it, page by page (irp_file_map gives both).  With stream NULL and fd
+ * -1, this is irp_yaml_parse.
+ *
+ * When the root is a mapping whose key `stream->key` holds a sequence
+ * without an anchor, each item of that sequence goes to item() as soon as
+ * it is parsed, and the memory of its nodes serves the next item: a
+ * document of 100,000 steps never holds more than one step's nodes.
+ * That sequence gets IRP_NODE_STREAMED and keeps only the items passed
+ * with `kept` true -- those sharing nodes with the rest of the document
+ * (an anchor inside, or an alias of a collection with a tag under it),
+ * which stay valid as any node.  Any other item and the nodes under it
+ * are valid only during the call; their strings (u.scalar.s, tags) live
+ * in `arena` as always.  item() is not called once the parse has found an
+ * error, and if the parse fails, items already passed were part of a
+ * document that is refused.  A non-zero return from item() stops the
+ * parse and is returned. */
+typedef struct irp_yaml_stream {
+    const char *key;
+    int (*item)(void *ctx, irp_node *item, bool kept);
+    void *ctx;
+} irp_yaml_stream;
+
+int irp_yaml_parse_stream(irp_arena *arena, const char *file, const char *buf, size_t len, int fd,
+                          const irp_yaml_limits *lim, const irp_yaml_stream *stream,
+                          irp_diag_list *diags, irp_node **root);
+
 /* Read a whole file into a malloc'd buffer (caller frees), refusing files
  * over max_bytes (IRP_ELIMIT).  *len excludes the NUL terminator added. */
 int irp_file_read(const char *path, size_t max_bytes, char **buf, size_t *len);
+
+/* The same for a file that is only read: a regular file is mapped
+ * read-only instead of copied (for a 30 MB playbook the copy, in memory
+ * never touched before, cost more than parsing it), anything else (a
+ * pipe, a /proc file, an empty file) is read as above.  *mapped is the
+ * length mapped, or 0 when *buf is a malloc'd copy; only the copy is
+ * NUL-terminated.  A mapped file also gives *fd, open on it at offset 0,
+ * for reading it through once (see irp_yaml_parse_stream); the caller
+ * closes it.  Otherwise *fd is -1.  A mapped file is not a snapshot: the
+ * bytes change if the file is rewritten in place, and reading past a
+ * point where it was truncated raises SIGBUS.  Release with
+ * irp_file_unmap(). */
+int irp_file_map(const char *path, size_t max_bytes, const char **buf, size_t *len,
+                 size_t *mapped, int *fd);
+void irp_file_unmap(const char *buf, size_t mapped);
 
 /* Lookup in a mapping node by key; NULL when absent or not a mapping. */
 irp_node *irp_node_get(const irp_node *map, const char *key);

@@ -126,7 +126,7 @@ static void assert_scalar(const irp_node *n, const char *s)
     assert_non_null(n);
     assert_int_equal(n->kind, IRP_NODE_SCALAR);
     assert_string_equal(n->u.scalar.s, s);
-    assert_int_equal(n->u.scalar.len, strlen(s));
+    assert_int_equal(n->len, strlen(s));
 }
 
 static double now_s(void)
@@ -174,7 +174,7 @@ static void test_parse_positions_block(void **state)
     assert_int_equal(root->kind, IRP_NODE_MAP);
     assert_int_equal(root->style, IRP_STYLE_BLOCK);
     assert_pos(root, 1, 1);
-    assert_int_equal(root->u.map.n, 2);
+    assert_int_equal(root->count, 2);
     assert_pos(root->u.map.pairs[0].key, 1, 1);
     assert_pos(root->u.map.pairs[1].key, 2, 1);
 
@@ -182,13 +182,13 @@ static void test_parse_positions_block(void **state)
     assert_scalar(id, "demo");
     assert_pos(id, 1, 5);
     assert_int_equal(id->style, IRP_STYLE_PLAIN);
-    assert_null(id->tag);
+    assert_null(irp_node_tag(id));
 
     irp_node *steps = irp_node_get(root, "steps");
     assert_int_equal(steps->kind, IRP_NODE_SEQ);
     assert_int_equal(steps->style, IRP_STYLE_BLOCK);
     assert_pos(steps, 3, 3);
-    assert_int_equal(steps->u.seq.n, 1);
+    assert_int_equal(steps->count, 1);
 
     irp_node *step = steps->u.seq.items[0];
     assert_int_equal(step->kind, IRP_NODE_MAP);
@@ -199,7 +199,7 @@ static void test_parse_positions_block(void **state)
     assert_int_equal(run->kind, IRP_NODE_SEQ);
     assert_int_equal(run->style, IRP_STYLE_FLOW);
     assert_pos(run, 4, 10);
-    assert_int_equal(run->u.seq.n, 2);
+    assert_int_equal(run->count, 2);
     assert_scalar(run->u.seq.items[0], "x");
     assert_pos(run->u.seq.items[0], 4, 11);
     assert_scalar(run->u.seq.items[1], "y");
@@ -360,7 +360,7 @@ static void test_parse_similar_keys_are_distinct(void **state)
     sb_add(&b, "'k1 ': v\nK1: v\n\"\": v\n");
     assert_int_equal(parse_lim(f, b.s, b.len, NULL), 0);
     free(b.s);
-    assert_int_equal(f->root->u.map.n, 1003);
+    assert_int_equal(f->root->count, 1003);
     assert_int_equal(f->diags.n, 0);
 }
 
@@ -435,8 +435,8 @@ static void test_parse_core_tags_dropped(void **state)
     assert_int_equal(parse(f, "a: !!str 1\nb: !!int 2\nc: !!map {x: y}\nd: !!seq [z]\n"
                               "e: !!null ''\nf: !!bool true\ng: !!float 1.5\n"),
                      0);
-    for (size_t i = 0; i < f->root->u.map.n; i++)
-        assert_null(f->root->u.map.pairs[i].value->tag);
+    for (size_t i = 0; i < f->root->count; i++)
+        assert_null(irp_node_tag(f->root->u.map.pairs[i].value));
     assert_scalar(irp_node_get(f->root, "a"), "1");
     assert_int_equal(irp_node_get(f->root, "c")->kind, IRP_NODE_MAP);
     assert_int_equal(irp_node_get(f->root, "d")->kind, IRP_NODE_SEQ);
@@ -469,13 +469,13 @@ static void test_parse_local_tag_kept(void **state)
     assert_int_equal(parse(f, "when: !steps.x.ok\nb: !foo [1]\nc: !bar {k: v}\nd: !baz qux\n"),
                      0);
     irp_node *when = irp_node_get(f->root, "when");
-    assert_non_null(when->tag);
-    assert_string_equal(when->tag, "!steps.x.ok");
+    assert_non_null(irp_node_tag(when));
+    assert_string_equal(irp_node_tag(when), "!steps.x.ok");
     assert_scalar(when, "");
-    assert_string_equal(irp_node_get(f->root, "b")->tag, "!foo");
-    assert_string_equal(irp_node_get(f->root, "c")->tag, "!bar");
+    assert_string_equal(irp_node_tag(irp_node_get(f->root, "b")), "!foo");
+    assert_string_equal(irp_node_tag(irp_node_get(f->root, "c")), "!bar");
     irp_node *d = irp_node_get(f->root, "d");
-    assert_string_equal(d->tag, "!baz");
+    assert_string_equal(irp_node_tag(d), "!baz");
     assert_scalar(d, "qux");
     assert_int_equal(f->diags.n, 0);
 }
@@ -536,7 +536,7 @@ static void test_parse_many_anchors(void **state)
     assert_int_equal(parse_lim(f, b.s, b.len, NULL), 0);
     free(b.s);
     irp_node *defs = irp_node_get(f->root, "defs"), *uses = irp_node_get(f->root, "uses");
-    assert_int_equal(uses->u.seq.n, 3000);
+    assert_int_equal(uses->count, 3000);
     for (size_t i = 0; i < 3000; i++)
         assert_string_equal(uses->u.seq.items[2999 - i]->u.scalar.s,
                             defs->u.seq.items[i]->u.scalar.s);
@@ -754,7 +754,7 @@ static void test_parse_nul_bytes(void **state)
     reset(f);
     assert_int_equal(parse(f, "a: \"x\\0y\"\n"), 0);
     irp_node *a = irp_node_get(f->root, "a");
-    assert_int_equal(a->u.scalar.len, 3);
+    assert_int_equal(a->len, 3);
     assert_memory_equal(a->u.scalar.s, "x\0y", 4);
 }
 
@@ -861,6 +861,264 @@ static void test_file_read(void **state)
     free(buf);
 }
 
+static void test_file_map(void **state)
+{
+    static const char data[] = "irp: 1\nid: demo\n";
+    char *path = temp_file(data, sizeof data - 1);
+    const char *buf;
+    size_t len, mapped;
+    int fd;
+    /* A regular file is mapped, and open for reading it through once. */
+    assert_int_equal(irp_file_map(path, 1000, &buf, &len, &mapped, &fd), 0);
+    assert_int_equal(len, sizeof data - 1);
+    assert_int_equal(mapped, len);
+    assert_memory_equal(buf, data, len);
+    assert_true(fd >= 0);
+    char head[4];
+    assert_int_equal(read(fd, head, sizeof head), (ssize_t)sizeof head);
+    assert_memory_equal(head, data, sizeof head);
+    close(fd);
+    irp_file_unmap(buf, mapped);
+    assert_int_equal(irp_file_map(path, len - 1, &buf, &len, &mapped, &fd), IRP_ELIMIT);
+    assert_null(buf);
+    assert_int_equal(fd, -1);
+    unlink(path);
+    free(path);
+
+    /* What cannot be mapped is read, NUL-terminated, with no fd. */
+    path = temp_file("", 0);
+    assert_int_equal(irp_file_map(path, 1000, &buf, &len, &mapped, &fd), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(mapped, 0);
+    assert_int_equal(fd, -1);
+    assert_int_equal(buf[0], '\0');
+    irp_file_unmap(buf, mapped);
+    unlink(path);
+    free(path);
+    assert_int_equal(irp_file_map("/dev/null", 1000, &buf, &len, &mapped, &fd), 0);
+    assert_int_equal(mapped, 0);
+    irp_file_unmap(buf, mapped);
+    assert_int_equal(irp_file_map("/tmp", 1000, &buf, &len, &mapped, &fd), IRP_EINVAL);
+    assert_int_equal(irp_file_map("/nonexistent/irp/x.yaml", 1000, &buf, &len, &mapped, &fd),
+                     IRP_ENOENT);
+}
+
+/* ---- memory --------------------------------------------------------- */
+
+/* Millions of nodes: the size of one is the size of the tree. */
+static void test_node_size(void **state)
+{
+    assert_true(sizeof(irp_node) <= 16 + sizeof(void *));
+}
+
+static void test_parse_short_scalars_share_one_copy(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(parse(f, "a: [true, true, '10m', \"10m\"]\nb: true\n"
+                              "c: [a value over sixteen bytes, a value over sixteen bytes]\n"),
+                     0);
+    const irp_node *a = irp_node_get(f->root, "a");
+    assert_ptr_equal(a->u.seq.items[0]->u.scalar.s, a->u.seq.items[1]->u.scalar.s);
+    assert_ptr_equal(a->u.seq.items[0]->u.scalar.s, irp_node_get(f->root, "b")->u.scalar.s);
+    /* Shared text, own node: the style is the node's. */
+    assert_ptr_equal(a->u.seq.items[2]->u.scalar.s, a->u.seq.items[3]->u.scalar.s);
+    assert_int_equal(a->u.seq.items[2]->style, IRP_STYLE_SINGLE);
+    assert_int_equal(a->u.seq.items[3]->style, IRP_STYLE_DOUBLE);
+    const irp_node *c = irp_node_get(f->root, "c");
+    assert_scalar(c->u.seq.items[0], "a value over sixteen bytes");
+    assert_scalar(c->u.seq.items[1], "a value over sixteen bytes");
+    /* Strings that differ only past the first bytes, or in length, stay
+     * apart. */
+    reset(f);
+    assert_int_equal(parse(f, "- abcdefgh\n- abcdefgha\n- aaaaaaaa\n- aaaaaaaaa\n- ab\n- abb\n"
+                              "- abcdefghijklmnop\n- abcdefghijklmnoq\n- ''\n- \"\"\n"),
+                     0);
+    static const char *const want[] = { "abcdefgh", "abcdefgha", "aaaaaaaa", "aaaaaaaaa", "ab",
+                                        "abb", "abcdefghijklmnop", "abcdefghijklmnoq", "", "" };
+    assert_int_equal(f->root->count, 10);
+    for (size_t i = 0; i < 10; i++)
+        assert_scalar(f->root->u.seq.items[i], want[i]);
+}
+
+/* ---- streaming ------------------------------------------------------ */
+
+typedef struct got_items {
+    size_t n;
+    const char *first[16];   /* text of each item's first scalar, or its own */
+    bool kept[16];
+    const irp_node *node[16];
+    int fail_at;             /* return IRP_ENOMEM for this item (1-based), or 0 */
+} got_items;
+
+static int record_item(void *ctx, irp_node *item, bool kept)
+{
+    got_items *g = ctx;
+    assert_true(g->n < 16);
+    const irp_node *n = item;
+    while (n->kind == IRP_NODE_MAP && n->count)
+        n = n->u.map.pairs[0].value;
+    while (n->kind == IRP_NODE_SEQ && n->count)
+        n = n->u.seq.items[0];
+    g->first[g->n] = n->kind == IRP_NODE_SCALAR ? n->u.scalar.s : NULL;
+    g->kept[g->n] = kept;
+    g->node[g->n] = item;
+    g->n++;
+    return g->fail_at && g->n == (size_t)g->fail_at ? IRP_ENOMEM : 0;
+}
+
+static int count_item(void *ctx, irp_node *item, bool kept)
+{
+    ((got_items *)ctx)->n++;
+    return 0;
+}
+
+static int parse_stream(fx *f, const char *s, got_items *g)
+{
+    irp_yaml_stream st = { "steps", record_item, g };
+    f->root = (irp_node *)f;
+    int rc = irp_yaml_parse_stream(&f->arena, "t.yaml", s, strlen(s), -1, NULL, &st, &f->diags,
+                                   &f->root);
+    irp_diag_sort(&f->diags);
+    if (rc)
+        assert_null(f->root);
+    return rc;
+}
+
+static void test_stream_items_in_order(void **state)
+{
+    fx *f = *state;
+    got_items g = { 0 };
+    assert_int_equal(parse_stream(f, "id: x\nsteps:\n  - id: a\n    run: [x]\n  - {id: b}\n"
+                                     "  - c\nafter: [1]\n", &g),
+                     0);
+    assert_int_equal(g.n, 3);
+    /* Strings outlive the items. */
+    assert_string_equal(g.first[0], "a");
+    assert_string_equal(g.first[1], "b");
+    assert_string_equal(g.first[2], "c");
+    assert_false(g.kept[0] || g.kept[1] || g.kept[2]);
+    const irp_node *steps = irp_node_get(f->root, "steps");
+    assert_int_equal(steps->kind, IRP_NODE_SEQ);
+    assert_true(steps->flags & IRP_NODE_STREAMED);
+    assert_int_equal(steps->count, 0);
+    assert_pos(steps, 3, 3);
+    assert_int_equal(irp_node_get(f->root, "after")->count, 1);
+    assert_int_equal(f->diags.n, 0);
+}
+
+/* Items other nodes point into, or that point to tagged nodes elsewhere,
+ * stay in the tree. */
+static void test_stream_keeps_shared_items(void **state)
+{
+    fx *f = *state;
+    got_items g = { 0 };
+    assert_int_equal(parse_stream(f, "t: &t !tag {k: v}\n"
+                                     "p: &p {k: v}\n"
+                                     "steps:\n"
+                                     "  - {a: *t}\n"
+                                     "  - &s {id: s}\n"
+                                     "  - {id: x, env: &e {A: b}}\n"
+                                     "  - {a: *p}\n"
+                                     "  - *t\n"
+                                     "use: [*s, *e]\n", &g),
+                     0);
+    assert_int_equal(g.n, 5);
+    assert_true(g.kept[0]);
+    assert_true(g.kept[1]);
+    assert_true(g.kept[2]);
+    assert_false(g.kept[3]);   /* no tag under *p: nothing to report later */
+    assert_true(g.kept[4]);
+    const irp_node *steps = irp_node_get(f->root, "steps");
+    assert_true(steps->flags & IRP_NODE_STREAMED);
+    assert_true(steps->flags & IRP_NODE_TAGS_BELOW);
+    assert_int_equal(steps->count, 4);
+    assert_ptr_equal(steps->u.seq.items[0], g.node[0]);
+    assert_ptr_equal(steps->u.seq.items[3], irp_node_get(f->root, "t"));
+    const irp_node *use = irp_node_get(f->root, "use");
+    assert_ptr_equal(use->u.seq.items[0], g.node[1]);
+    assert_ptr_equal(use->u.seq.items[1], irp_node_get(g.node[2], "env"));
+    assert_scalar(irp_node_get(use->u.seq.items[1], "A"), "b");
+}
+
+static void test_stream_only_top_level_unanchored(void **state)
+{
+    fx *f = *state;
+    static const char *const docs[] = {
+        "steps: &S [a, b]\nx: *S\n",
+        "vars: {steps: [a, b]}\n",
+        "- steps: [a, b]\n",
+        "steps: {a: b}\n",
+        "stepsx: [a, b]\n",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        got_items g = { 0 };
+        reset(f);
+        assert_int_equal(parse_stream(f, docs[i], &g), 0);
+        assert_int_equal(g.n, 0);
+    }
+}
+
+/* Once the document is known to be refused, items are not handed over;
+ * an error from the callback stops the parse. */
+static void test_stream_errors(void **state)
+{
+    fx *f = *state;
+    got_items g = { 0 };
+    assert_int_equal(parse_stream(f, "steps:\n  - {id: a, id: b}\n  - {id: c}\n", &g),
+                     IRP_EPARSE);
+    assert_int_equal(g.n, 0);
+    assert_only_error(f, 2, 13, "duplicate key 'id'");
+
+    reset(f);
+    got_items h = { .fail_at = 2 };
+    assert_int_equal(parse_stream(f, "steps: [a, b, c]\n", &h), IRP_ENOMEM);
+    assert_int_equal(h.n, 2);
+}
+
+/* The nodes of one item serve the next: many items cost the memory of
+ * one, plus the strings. */
+static void test_stream_reuses_item_memory(void **state)
+{
+    fx *f = *state;
+    sbuf b = { 0 };
+    sb_add(&b, "steps:\n");
+    for (int i = 0; i < 20000; i++)
+        sb_add(&b, "  - {id: s%d, run: [a, b, c, d], timeout: 5m, retries: 3}\n", i);
+    irp_arena whole;
+    irp_arena_init(&whole, 0);
+    irp_node *root;
+    assert_int_equal(irp_yaml_parse(&whole, "t.yaml", b.s, b.len, NULL, &f->diags, &root), 0);
+    got_items g = { 0 };
+    irp_yaml_stream st = { "steps", count_item, &g };
+    assert_int_equal(irp_yaml_parse_stream(&f->arena, "t.yaml", b.s, b.len, -1, NULL, &st,
+                                           &f->diags, &root), 0);
+    assert_int_equal(g.n, 20000);
+    print_message("whole tree %zu bytes, streamed %zu\n", whole.used, f->arena.used);
+    assert_true(f->arena.used * 4 < whole.used);
+    irp_arena_release(&whole);
+    free(b.s);
+}
+
+/* Read from a file descriptor, the document is the same. */
+static void test_stream_reads_fd(void **state)
+{
+    fx *f = *state;
+    static const char doc[] = "a: [1, 'two', {b: c}]\nd: &x e\nf: *x\n";
+    char *path = temp_file(doc, sizeof doc - 1);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    irp_node *root;
+    assert_int_equal(irp_yaml_parse_stream(&f->arena, "t.yaml", doc, sizeof doc - 1, fd, NULL,
+                                           NULL, &f->diags, &root), 0);
+    close(fd);
+    unlink(path);
+    free(path);
+    assert_scalar(irp_node_get(root, "a")->u.seq.items[1], "two");
+    assert_pos(irp_node_get(root, "a")->u.seq.items[2], 1, 15);
+    assert_scalar(irp_node_get(root, "f"), "e");
+    assert_pos(irp_node_get(root, "f"), 3, 4);
+}
+
 /* ---- what the loader leaves to the model ---------------------------- */
 
 static int load(const char *src, size_t len, irp_diag_list *d)
@@ -959,6 +1217,45 @@ static void test_load_utf16_positions(void **state)
     irp_diag_list_release(&d16);
 }
 
+/* Steps are built while the file is parsed; a document refused later
+ * (here by a syntax error after the steps) reports only that. */
+static void test_load_streamed_steps_silent_when_refused(void **state)
+{
+    static const char src[] = "irp: 1\nid: demo\nsteps:\n  - id: a\n    run: [x]\n"
+                              "    bogus: 1\nvars: [\n";
+    irp_diag_list d = IRP_DIAG_LIST_INIT;
+    assert_int_not_equal(load(src, sizeof src - 1, &d), 0);
+    for (size_t i = 0; i < d.n; i++)
+        print_message("  have %u:%u: %s\n", d.items[i].line, d.items[i].col, d.items[i].msg);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.items[0].line, 8);
+    irp_diag_list_release(&d);
+}
+
+/* Diagnostics of streamed steps count and truncate as any others. */
+static void test_load_streamed_steps_diagnostics_capped(void **state)
+{
+    sbuf b = { 0 };
+    sb_add(&b, "irp: 1\nid: demo\nbogus: 1\nsteps:\n");
+    for (int i = 0; i < 30; i++)
+        sb_add(&b, "  - id: s%d\n    run: [x]\n    tiemout: 1m\n", i);
+    irp_diag_list d = IRP_DIAG_LIST_INIT;
+    d.max = 20;
+    irp_playbook *pb = NULL;
+    assert_int_equal(irp_playbook_load_mem("t.yaml", b.s, b.len, &d, &pb), IRP_EPARSE);
+    assert_non_null(pb);
+    assert_int_equal(pb->n_steps, 30);
+    assert_int_equal(d.errors, 31);
+    assert_int_equal(d.n, 20);
+    assert_true(d.truncated);
+    /* Kept in the order they were found: the steps first. */
+    assert_non_null(strstr(d.items[0].msg, "did you mean 'timeout'"));
+    assert_int_equal(d.items[0].line, 7);
+    irp_playbook_free(pb);
+    irp_diag_list_release(&d);
+    free(b.s);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -999,6 +1296,17 @@ int main(void)
         T(test_parse_reports_every_problem_in_one_pass),
         T(test_node_get_is_null_kind_name),
         T(test_file_read),
+        T(test_file_map),
+        T(test_node_size),
+        T(test_parse_short_scalars_share_one_copy),
+        T(test_stream_items_in_order),
+        T(test_stream_keeps_shared_items),
+        T(test_stream_only_top_level_unanchored),
+        T(test_stream_errors),
+        T(test_stream_reuses_item_memory),
+        T(test_stream_reads_fd),
+        T(test_load_streamed_steps_silent_when_refused),
+        T(test_load_streamed_steps_diagnostics_capped),
         T(test_load_nul_in_key_is_not_a_second_id),
         T(test_load_local_tag_on_collection_rejected),
         T(test_load_utf16_positions),
