@@ -241,22 +241,25 @@ static void inst_end(irp_engine *e, inst *in, irp_state state)
 
 /* ---- skipping and cancelling --------------------------------------- */
 
-static void skip_step(irp_engine *e, sstate *st, const char *reason)
+/* A whole step that will not run: journal why, then end it. */
+static void end_unrun(irp_engine *e, sstate *st, const char *event, const char *reason,
+                      irp_state state)
 {
-    json_t *ev = engine_event(e, "step.skipped");
+    json_t *ev = engine_event(e, event);
     json_object_set_new(ev, "step", json_string(st->def->id));
     json_object_set_new(ev, "reason", json_string(reason));
     engine_emit(e, ev, NULL);
-    step_end(e, st, IRP_ST_SKIPPED);
+    step_end(e, st, state);
+}
+
+static void skip_step(irp_engine *e, sstate *st, const char *reason)
+{
+    end_unrun(e, st, "step.skipped", reason, IRP_ST_SKIPPED);
 }
 
 static void cancel_step(irp_engine *e, sstate *st, const char *reason)
 {
-    json_t *ev = engine_event(e, "step.cancelled");
-    json_object_set_new(ev, "step", json_string(st->def->id));
-    json_object_set_new(ev, "reason", json_string(reason));
-    engine_emit(e, ev, NULL);
-    step_end(e, st, IRP_ST_CANCELLED);
+    end_unrun(e, st, "step.cancelled", reason, IRP_ST_CANCELLED);
 }
 
 static void cancel_inst(irp_engine *e, inst *in, const char *reason)
