@@ -162,6 +162,11 @@ void *irp_arena_alloc(irp_arena *a, size_t size)
     return p;
 }
 
+void *irp_arena_alloc_uninit(irp_arena *a, size_t size)
+{
+    return arena_carve(a, size, ARENA_ALIGN);
+}
+
 void *irp_arena_alloc_bytes(irp_arena *a, size_t size)
 {
     return arena_carve(a, size, 1);

@@ -35,12 +35,12 @@ typedef struct anchor {
  * A slot holds the string itself, so a probe is one cache line: looking
  * up millions of scalars in a table bigger than the L1 cache, or through
  * a pointer to each copy, cost more than the copies it saved. */
-#define INTERN_MAX_LEN 16u
+#define INTERN_MAX_LEN 32u
 #define INTERN_BITS 10u
 #define INTERN_SLOTS (1u << INTERN_BITS)
 
 typedef struct interned {
-    uint64_t key[2];         /* see intern_key() */
+    uint64_t key[4];         /* see intern_key() */
     uint64_t len;
     const char *copy;        /* arena copy; NULL = empty slot */
 } interned;
@@ -342,20 +342,18 @@ static irp_node *new_node(builder *b, irp_node_kind kind, const yaml_mark_t *m, 
 {
     irp_node *n;
     if (tag) {
-        const char **p = irp_arena_alloc(b->tree, sizeof *p + sizeof *n);
+        const char **p = irp_arena_alloc_uninit(b->tree, sizeof *p + sizeof *n);
         if (!p)
             return NULL;
         *p = tag;
         n = (irp_node *)(void *)(p + 1);
-        n->flags = IRP_NODE_HAS_TAG;
     } else {
-        n = irp_arena_alloc(b->tree, sizeof *n);
+        n = irp_arena_alloc_uninit(b->tree, sizeof *n);
         if (!n)
             return NULL;
     }
-    n->kind = kind;
-    n->line = (uint32_t)m->line + 1;
-    n->col = (uint32_t)m->column + 1;
+    *n = (irp_node){ .kind = kind, .flags = tag ? IRP_NODE_HAS_TAG : 0,
+                     .line = (uint32_t)m->line + 1, .col = (uint32_t)m->column + 1 };
     return n;
 }
 
@@ -440,22 +438,26 @@ static uint64_t load32(const char *p)
     return v;
 }
 
-/* Two words that, with the length, tell apart every string of at most 16
- * bytes: overlapping loads from both ends cover every byte, and never
+/* Four words that, with the length, tell apart every string of at most
+ * 32 bytes: overlapping loads from both ends cover every byte, and never
  * read past the string (loading it into a zeroed buffer instead stalls
  * on the stores just made). */
-static void intern_key(const char *s, uint32_t len, uint64_t key[2])
+static void intern_key(const char *s, uint32_t len, uint64_t key[4])
 {
-    if (len >= 8) {
+    key[1] = key[2] = key[3] = 0;
+    if (len > 16) {
+        key[0] = load64(s);
+        key[1] = load64(s + 8);
+        key[2] = load64(s + len - 16);
+        key[3] = load64(s + len - 8);
+    } else if (len >= 8) {
         key[0] = load64(s);
         key[1] = load64(s + len - 8);
     } else if (len >= 4) {
         key[0] = load32(s) | load32(s + len - 4) << 32;
-        key[1] = 0;
     } else {
         const unsigned char *u = (const unsigned char *)s;
         key[0] = len ? (uint64_t)u[0] | (uint64_t)u[len / 2] << 8 | (uint64_t)u[len - 1] << 16 : 0;
-        key[1] = 0;
     }
 }
 
@@ -465,17 +467,19 @@ static const char *scalar_copy(builder *b, const char *s, uint32_t len)
 {
     if (len > INTERN_MAX_LEN)
         return irp_arena_strndup(b->arena, s, len);
-    uint64_t key[2];
+    uint64_t key[4];
     intern_key(s, len, key);
     /* Multiplicative hashing: the top bits mix every bit of the key. */
-    uint64_t h = (key[0] * 0x9E3779B97F4A7C15ull ^ key[1] * 0xC2B2AE3D27D4EB4Full ^ len) *
-                 0x165667B19E3779F9ull;
+    uint64_t h = (key[0] * 0x9E3779B97F4A7C15ull ^ key[1] * 0xC2B2AE3D27D4EB4Full ^
+                  key[2] * 0x165667B19E3779F9ull ^ key[3] * 0x27D4EB2F165667C5ull ^ len) *
+                 0x9E3779B97F4A7C15ull;
     interned *slot = &b->intern[h >> (64 - INTERN_BITS)];
-    if (slot->copy && slot->key[0] == key[0] && slot->key[1] == key[1] && slot->len == len)
+    if (slot->copy && slot->len == len && slot->key[0] == key[0] && slot->key[1] == key[1] &&
+        slot->key[2] == key[2] && slot->key[3] == key[3])
         return slot->copy;
     const char *copy = irp_arena_strndup(b->arena, s, len);
     if (copy)
-        *slot = (interned){ { key[0], key[1] }, len, copy };
+        *slot = (interned){ { key[0], key[1], key[2], key[3] }, len, copy };
     return copy;
 }
 
@@ -643,13 +647,13 @@ static int on_end(builder *b)
     /* Fewer children than input bytes: 32 bits hold the count. */
     n->count = (uint32_t)(n->kind == IRP_NODE_SEQ ? count : count / 2);
     if (n->kind == IRP_NODE_SEQ) {
-        n->u.seq.items = irp_arena_alloc(b->tree, count * sizeof *n->u.seq.items);
+        n->u.seq.items = irp_arena_alloc_uninit(b->tree, count * sizeof *n->u.seq.items);
         if (!n->u.seq.items)
             return IRP_ENOMEM;
         if (count)   /* pending may still be NULL: nothing pushed yet */
             memcpy(n->u.seq.items, b->pending + f.start, count * sizeof *n->u.seq.items);
     } else {
-        n->u.map.pairs = irp_arena_alloc(b->tree, (count / 2) * sizeof *n->u.map.pairs);
+        n->u.map.pairs = irp_arena_alloc_uninit(b->tree, (count / 2) * sizeof *n->u.map.pairs);
         if (!n->u.map.pairs)
             return IRP_ENOMEM;
         for (size_t i = 0; i < count / 2; i++) {

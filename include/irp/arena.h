@@ -34,6 +34,9 @@ void irp_arena_adopt(irp_arena *dst, irp_arena *src);
 
 /* Zeroed memory, or NULL when out of memory or past the cap. */
 void *irp_arena_alloc(irp_arena *a, size_t size);
+/* Aligned as above but uninitialised: for an object written whole at
+ * once, where zeroing first is a second pass over it. */
+void *irp_arena_alloc_uninit(irp_arena *a, size_t size);
 /* Unaligned, uninitialised bytes: for strings and byte buffers, where
  * alignment padding and zeroing are waste. */
 void *irp_arena_alloc_bytes(irp_arena *a, size_t size);

@@ -915,7 +915,8 @@ static void test_parse_short_scalars_share_one_copy(void **state)
 {
     fx *f = *state;
     assert_int_equal(parse(f, "a: [true, true, '10m', \"10m\"]\nb: true\n"
-                              "c: [a value over sixteen bytes, a value over sixteen bytes]\n"),
+                              "c: [a value of more than thirty-two bytes, "
+                              "a value of more than thirty-two bytes]\n"),
                      0);
     const irp_node *a = irp_node_get(f->root, "a");
     assert_ptr_equal(a->u.seq.items[0]->u.scalar.s, a->u.seq.items[1]->u.scalar.s);
@@ -925,18 +926,24 @@ static void test_parse_short_scalars_share_one_copy(void **state)
     assert_int_equal(a->u.seq.items[2]->style, IRP_STYLE_SINGLE);
     assert_int_equal(a->u.seq.items[3]->style, IRP_STYLE_DOUBLE);
     const irp_node *c = irp_node_get(f->root, "c");
-    assert_scalar(c->u.seq.items[0], "a value over sixteen bytes");
-    assert_scalar(c->u.seq.items[1], "a value over sixteen bytes");
+    assert_scalar(c->u.seq.items[0], "a value of more than thirty-two bytes");
+    assert_scalar(c->u.seq.items[1], "a value of more than thirty-two bytes");
     /* Strings that differ only past the first bytes, or in length, stay
      * apart. */
     reset(f);
-    assert_int_equal(parse(f, "- abcdefgh\n- abcdefgha\n- aaaaaaaa\n- aaaaaaaaa\n- ab\n- abb\n"
-                              "- abcdefghijklmnop\n- abcdefghijklmnoq\n- ''\n- \"\"\n"),
-                     0);
-    static const char *const want[] = { "abcdefgh", "abcdefgha", "aaaaaaaa", "aaaaaaaaa", "ab",
-                                        "abb", "abcdefghijklmnop", "abcdefghijklmnoq", "", "" };
-    assert_int_equal(f->root->count, 10);
-    for (size_t i = 0; i < 10; i++)
+    static const char *const want[] = {
+        "abcdefgh", "abcdefgha", "aaaaaaaa", "aaaaaaaaa", "ab", "abb", "abcdefghijklmnop",
+        "abcdefghijklmnoq", "", "", "abcdefghijklmnopqrstuvwxyz012345",
+        "abcdefghijklmnopXrstuvwxyz012345", "aaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaa",
+    };
+    const size_t n = sizeof want / sizeof *want;
+    sbuf b = { 0 };
+    for (size_t i = 0; i < n; i++)
+        sb_add(&b, "- '%s'\n", want[i]);
+    assert_int_equal(parse(f, b.s), 0);
+    free(b.s);
+    assert_int_equal(f->root->count, n);
+    for (size_t i = 0; i < n; i++)
         assert_scalar(f->root->u.seq.items[i], want[i]);
 }
 
