@@ -406,6 +406,15 @@ static void attempt_finished(irp_job *job)
     pump(e);
 }
 
+static int attempt_emit(irp_job *job, const char *event, json_t *fields)
+{
+    inst *in = job->engine_data;
+    json_t *ev = inst_event(in->sctx->e, event, in);
+    json_object_update(ev, fields);
+    json_decref(fields);
+    return engine_emit(in->sctx->e, ev, NULL);
+}
+
 static void attempt_spawned(irp_job *job, pid_t pid)
 {
     inst *in = job->engine_data;
@@ -515,7 +524,8 @@ static void start_attempt(irp_engine *e, inst *in)
         .attempt = in->attempt, .scope = &in->scope, .loop = e->o.loop, .clock = e->o.clock,
         .run_id = e->o.run_id, .run_dir = e->o.run_dir, .log_path = in->log_path,
         .base_env = e->o.base_env, .redact = e->o.redact, .exit_code = -1,
-        .on_finish = attempt_finished, .on_spawn = attempt_spawned, .engine_data = in,
+        .operator_name = e->o.operator_name, .on_finish = attempt_finished,
+        .on_spawn = attempt_spawned, .emit = attempt_emit, .engine_data = in,
     };
     const irp_executor *x = executor_of(e, in->st);
     json_t *action = NULL;

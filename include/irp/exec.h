@@ -42,6 +42,7 @@ struct irp_job {
     const char *log_path;          /* absolute; logs/<step>[.<index>].<attempt>.log */
     const char *const *base_env;   /* irp's environment less secrets; NULL-terminated */
     const char *const *redact;     /* secret values to mask in logs */
+    const char *operator_name;     /* who runs irp (evidence's collector) */
 
     /* Filled by the executor before irp_job_finish(). */
     irp_job_outcome outcome;
@@ -55,6 +56,13 @@ struct irp_job {
     void *priv;                    /* the executor's */
     void (*on_finish)(irp_job *job);           /* the engine's */
     void (*on_spawn)(irp_job *job, pid_t pid); /* the engine's; may be NULL */
+    /* The engine's: append an event about this attempt (evidence.collected,
+     * notify.sent).  It takes ev (a new object holding the event's own
+     * fields), adds ts, wall, event, step, instance and attempt, and
+     * journals it; 0 or the IRP_E* that stopped the journal.  The event
+     * is not yet durable on return: it becomes so with the step.finished
+     * that follows. */
+    int (*emit)(irp_job *job, const char *event, json_t *ev);
     void *engine_data;
 };
 
