@@ -21,7 +21,7 @@ static const irp_cli_command commands[] = {
       irp_cmd_validate },
     { "run", "run a playbook for real, journaling every step",
       "usage: irp run PLAYBOOK [-i KEY=VALUE]... [--inputs FILE] [--jobs N] [--runs DIR]\n"
-      "               [--operator NAME] [--yes] [--detected-at TIME]\n"
+      "               [--operator NAME] [--answers FILE] [--yes] [--detected-at TIME]\n"
       "\n"
       "Execute the playbook's steps in dependency order, at most N child processes\n"
       "at once (default 8), recording every state change in a hash-chained journal\n"
@@ -34,8 +34,10 @@ static const irp_cli_command commands[] = {
       "  --jobs N            child processes at once (default 8)\n"
       "  --runs DIR          where run directories go (default ./irp-runs)\n"
       "  --operator NAME     who runs it (default: the login name)\n"
-      "  --yes               answer every confirmation yes (otherwise each is\n"
-      "                      asked on the terminal)\n"
+      "  --answers FILE      answers given in advance: a YAML mapping of step or\n"
+      "                      instance ids to answers (isolate[ws-017]: \"yes\")\n"
+      "  --yes               answer yes to every confirmation --answers leaves\n"
+      "                      open (otherwise each is asked on the terminal)\n"
       "  --detected-at TIME  when the incident was detected (RFC 3339)\n"
       "\n"
       "Ctrl-C once stops starting steps (finally still runs); twice also\n"

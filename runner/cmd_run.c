@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "irp/answers.h"
 #include "irp/cli.h"
 #include "irp/clock.h"
 #include "irp/engine.h"
@@ -24,8 +25,9 @@
 extern char **environ;
 
 typedef struct run_args {
-    const char *playbook, *inputs_file, *runs, *operator_name, *detected_at;
+    const char *playbook, *inputs_file, *runs, *operator_name, *detected_at, *answers_file;
     strvec iargs;
+    irp_answers *answers;        /* --answers, loaded and checked */
     unsigned jobs;
     bool yes, no_fsync;
 } run_args;
@@ -67,7 +69,7 @@ static int parse_args(int argc, char **argv, run_args *a)
         } else if (strcmp(s, "--detected-at") == 0) {
             a->detected_at = val;
         } else if (strcmp(s, "--answers") == 0) {
-            return irp_cli_usage_error("run", "--answers is not supported by this version yet");
+            a->answers_file = val;
         } else if (strcmp(s, "--yes") == 0 || strcmp(s, "-y") == 0) {
             a->yes = true;
             continue;
@@ -211,6 +213,18 @@ static void write_report(const irp_playbook *pb, const char *dir, const char *ru
     free(md);
 }
 
+/* An instance id in --answers that matched no instance: a typo, or a
+ * list that changed; the run has ended, so say it once. */
+static void warn_unused_answers(const irp_answers *as)
+{
+    for (size_t i = 0; i < irp_answers_count(as); i++) {
+        const irp_answer *x = irp_answers_at(as, i);
+        if (!x->used && x->is_instance)
+            fprintf(stderr, "%s:%u:%u: warning: '%s' matched no instance of step '%s'\n",
+                    irp_answers_file(as), x->line, x->col, x->key, x->step->id);
+    }
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
@@ -255,6 +269,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         .pb = pb, .loop = &loop, .clock = clock, .journal = j, .mode = "run",
         .run_id = run_id, .run_dir = dir, .operator_name = op, .playbook_sha256 = sha,
         .inputs = inputs, .detected_at_ms = detected, .jobs = a->jobs, .yes = a->yes,
+        .answers = a->answers,
         .base_env = (const char *const *)env->v,
         .redact = redact->v ? (const char *const *)redact->v : (const char *const[]){ NULL },
         .executor = irp_exec_real, .on_event = print_event, .ctx = &ui,
@@ -330,6 +345,10 @@ int irp_cmd_run(int argc, char **argv, const irp_cli_common *common)
     rc = irp_playbook_load(a.playbook, &diags, &pb);
     if (!rc)
         rc = irp_inputs_resolve(pb, a.iargs.v, a.iargs.n, a.inputs_file, false, &diags, &inputs);
+    if (!rc && a.answers_file) {
+        int arc = irp_answers_load(pb, a.answers_file, &diags, &a.answers);
+        rc = rc ? rc : arc;
+    }
     irp_diag_sort(&diags);
     irp_diag_print(&diags, stderr, common->color);
     if (rc == IRP_ENOMEM)
@@ -337,6 +356,9 @@ int irp_cmd_run(int argc, char **argv, const irp_cli_common *common)
     else if (!rc && !check_runnable(pb) && !collect_secrets(pb, &names, &values) &&
              !base_env(&names, &env))
         status = execute(pb, &a, inputs, &env, &values, common);
+    if (status != IRP_EXIT_USAGE)
+        warn_unused_answers(a.answers);
+    irp_answers_free(a.answers);
     irp_value_unref(inputs);
     irp_playbook_free(pb);
     irp_diag_list_release(&diags);

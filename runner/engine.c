@@ -690,15 +690,35 @@ static void enqueue(irp_engine *e, inst *in)
     }
 }
 
-static void journal_answer(irp_engine *e, sstate *st, bool yes, const char *via, int64_t ms)
+static void journal_answer(irp_engine *e, sstate *st, const inst *in, bool yes,
+                           const char *via, const char *note, int64_t ms)
 {
     json_t *ev = engine_event(e, "step.answered");
     json_object_set_new(ev, "step", json_string(st->def->id));
+    if (in)
+        json_object_set_new(ev, "instance", json_string(in->id));
     json_object_set_new(ev, "answer", json_string(yes ? "yes" : "no"));
     json_object_set_new(ev, "operator", json_string(e->o.operator_name));
     json_object_set_new(ev, "via", json_string(via));
+    if (note)
+        json_object_set_new(ev, "note", json_string(note));
     json_object_set_new(ev, "response_ms", json_integer(ms));
     engine_emit(e, ev, NULL);
+}
+
+#define NO_OPERATOR_MSG "needs a confirmation and there is no terminal to ask: " \
+                        "run with --yes, or answer it in an --answers file"
+
+/* Every instance still undecided gets `decision`; returns how many. */
+static size_t decide_rest(sstate *st, int decision)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < st->n; i++)
+        if (st->insts[i].decision == 0) {
+            st->insts[i].decision = (signed char)decision;
+            n++;
+        }
+    return n;
 }
 
 static void confirm_answered(void *arg, int answer)
@@ -709,31 +729,26 @@ static void confirm_answered(void *arg, int answer)
         cancel_step(e, st, e->interrupted ? "interrupted" : "aborted");
         return;
     }
-    if (answer < 0) {
+    if (answer < 0 && decide_rest(st, DECIDE_NOBODY) == st->n) {
         /* No terminal and no answer: fail at once, saying how to answer. */
         json_t *ev = engine_event(e, "step.finished");
         json_object_set_new(ev, "step", json_string(st->def->id));
         json_object_set_new(ev, "status", json_string("failed"));
-        json_object_set_new(ev, "error", json_string("needs a confirmation and there is no "
-                                                     "terminal to ask: run with --yes"));
+        json_object_set_new(ev, "error", json_string(NO_OPERATOR_MSG));
         engine_emit(e, ev, NULL);
-        fprintf(stderr, "irp: step '%s' needs a confirmation and there is no terminal to ask: "
-                "run with --yes\n", st->def->id);
+        fprintf(stderr, "irp: step '%s' " NO_OPERATOR_MSG "\n", st->def->id);
         step_end(e, st, IRP_ST_FAILED);
         return;
     }
-    journal_answer(e, st, answer == 1, "terminal",
-                   irp_clock_wall_ms(e->o.clock) - st->prompted_wall);
-    if (answer == 1) {
-        start_instances(e, st);
-        return;
+    if (answer >= 0) {
+        decide_rest(st, answer == 1 ? 1 : -1);
+        journal_answer(e, st, NULL, answer == 1, "terminal", NULL,
+                       irp_clock_wall_ms(e->o.clock) - st->prompted_wall);
     }
-    char why[300];
-    snprintf(why, sizeof why, "declined by %s", e->o.operator_name);
-    skip_step(e, st, why);
+    start_instances(e, st);
 }
 
-/* A confirmation is asked once for all instances of the step. */
+/* One question for every instance of the step still undecided. */
 static void ask_confirm(irp_engine *e, sstate *st)
 {
     const irp_step *def = st->def;
@@ -748,7 +763,6 @@ static void ask_confirm(irp_engine *e, sstate *st)
     } else {
         snprintf(q, sizeof q, "Run step '%s' (%s)?", def->id, def->title);
     }
-    st->engine = e;
     st->state = IRP_ST_AWAITING_INPUT;
     st->prompted_wall = irp_clock_wall_ms(e->o.clock);
     json_t *ev = engine_event(e, "step.prompted");
@@ -761,6 +775,41 @@ static void ask_confirm(irp_engine *e, sstate *st)
         e->o.prompter.ask(e->o.prompter.ctx, def->id, q, confirm_answered_wrap, st);
     else
         confirm_answered_wrap(st, -1);
+}
+
+/* Answers from the --answers file first (an instance's own, else its
+ * step's), then --yes, then the operator for whatever is left. */
+static void decide_confirm(irp_engine *e, sstate *st)
+{
+    const irp_step *def = st->def;
+    const irp_answer *for_step = NULL;
+    size_t undecided = 0;
+    st->engine = e;
+    for (size_t i = 0; i < st->n; i++) {
+        inst *in = &st->insts[i];
+        const irp_answer *a = irp_answers_find(e->o.answers, in->id, def->id);
+        if (!a || !a->confirm) {
+            undecided++;
+            continue;
+        }
+        bool yes = a->confirm[0] == 'y';
+        in->decision = yes ? 1 : -1;
+        if (a->is_instance)
+            journal_answer(e, st, in, yes, "answers-file", a->note, 0);
+        else
+            for_step = a;
+    }
+    if (for_step)
+        journal_answer(e, st, NULL, for_step->confirm[0] == 'y', "answers-file",
+                       for_step->note, 0);
+    if (undecided && e->o.yes) {
+        decide_rest(st, 1);
+        journal_answer(e, st, NULL, true, "--yes", NULL, 0);
+    } else if (undecided) {
+        ask_confirm(e, st);
+        return;
+    }
+    start_instances(e, st);
 }
 
 static void step_ready(irp_engine *e, sstate *st)
@@ -802,18 +851,29 @@ static void step_ready(irp_engine *e, sstate *st)
         skip_step(e, st, "the for_each list is empty");
         return;
     }
-    if (def->confirm && !e->o.yes) {
-        ask_confirm(e, st);
-        return;
-    }
     if (def->confirm)
-        journal_answer(e, st, true, "--yes", 0);
-    start_instances(e, st);
+        decide_confirm(e, st);
+    else
+        start_instances(e, st);
+}
+
+static bool all_declined(const sstate *st)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (st->insts[i].decision != -1)
+            return false;
+    return true;
 }
 
 /* Decide each instance (`when`) and queue those that run. */
 static void start_instances(irp_engine *e, sstate *st)
 {
+    if (st->def->confirm && all_declined(st)) {
+        char why[300];
+        snprintf(why, sizeof why, "declined by %s", e->o.operator_name);
+        skip_step(e, st, why);
+        return;
+    }
     /* Decide every instance before starting any, so a finish that comes
      * at once cannot end the step while instances are still undecided. */
     int *go = calloc(st->n, sizeof *go);
@@ -822,7 +882,17 @@ static void start_instances(irp_engine *e, sstate *st)
         go[i] = when_true(e, &st->insts[i], msgs[i], sizeof msgs[i]);
     for (size_t i = 0; i < st->n; i++) {
         inst *in = &st->insts[i];
-        if (!go || !msgs) {
+        if (in->decision == -1) {
+            json_t *ev = inst_event(e, "step.skipped", in);
+            char why[300];
+            snprintf(why, sizeof why, "declined by %s", e->o.operator_name);
+            json_object_set_new(ev, "reason", json_string(why));
+            engine_emit(e, ev, NULL);
+            inst_end(e, in, IRP_ST_SKIPPED);
+        } else if (in->decision == DECIDE_NOBODY) {
+            fprintf(stderr, "irp: step '%s' " NO_OPERATOR_MSG "\n", in->id);
+            fail_attempt(e, in, "confirm", NO_OPERATOR_MSG);
+        } else if (!go || !msgs) {
             fail_attempt(e, in, "internal", "out of memory");
         } else if (go[i] < 0) {
             in->job_live = false;

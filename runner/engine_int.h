@@ -4,6 +4,9 @@
 
 #include "irp/engine.h"
 
+/* inst.decision: nobody could be asked (no terminal, no answer). */
+#define DECIDE_NOBODY (-2)
+
 typedef struct sstate sstate;
 typedef struct inst inst;
 
@@ -21,8 +24,9 @@ struct inst {
     irp_timer kill_timer;        /* SIGKILL 5 s after SIGTERM */
     bool timed_out;
     bool has_slot;               /* counts against --jobs */
-    bool no_retry;
-    bool stopped_by_user;        /* a second Ctrl-C terminated it */               /* this failure is not retried (expression, journal) */
+    bool no_retry;               /* this failure is not retried (expression, journal) */
+    bool stopped_by_user;        /* a second Ctrl-C terminated it */
+    signed char decision;        /* confirm: 0 not yet, 1 yes, -1 no, DECIDE_NOBODY */
     char log_path[4096];
     irp_value *outputs, *stdout_v;
     int exit_code;

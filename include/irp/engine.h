@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "irp/answers.h"
 #include "irp/clock.h"
 #include "irp/exec.h"
 #include "irp/journal.h"
@@ -58,6 +59,7 @@ typedef struct irp_engine_opts {
     int64_t detected_at_ms;          /* UTC ms; the run's start when < 0 */
     unsigned jobs;                   /* child processes at once */
     bool yes;                        /* --yes: every confirmation answered yes */
+    irp_answers *answers;            /* --answers, or NULL; borrowed (marks use) */
     irp_prompter prompter;           /* ask == NULL: nobody to ask */
     const char *const *base_env;     /* children's environment less secrets */
     const char *const *redact;       /* secret values */

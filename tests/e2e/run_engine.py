@@ -1263,6 +1263,99 @@ def confirm_on_terminal(c):
     eq(sorted(prompted), ["iso", "second"], "prompted once per step")
 
 
+def run_detached(c, pb, *args):
+    """irp run in a new session: no controlling terminal, so nothing can
+    be asked on /dev/tty."""
+    argv = c.argv(pb, args)
+    p = subprocess.run(argv, cwd=c.dir, env=c.env(), capture_output=True,
+                       timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return Run(p.returncode, p.stdout.decode("utf-8", "replace"),
+               p.stderr.decode("utf-8", "replace"), 0, c.dir)
+
+
+ANSWERS_PB = playbook(
+    "  - id: iso\n    needs: []\n    confirm: Cut them off?\n"
+    "    for_each: [h1, h2, h3]\n    run: [touch, '${{ item }}']\n"
+    "  - id: wipe\n    needs: []\n    confirm: true\n    run: [touch, wiped]\n")
+
+
+@test
+def answers_file_instance_before_step(c):
+    """SPEC §2: --answers maps instances and steps to answers; an
+    instance's own answer comes before its step's; a note is journaled."""
+    ans = c.write("ans.yaml", 'iso[h2]: "no"\niso: "yes"\n'
+                              'wipe: { answer: "no", note: Legal says keep the disks }\n')
+    r = run_detached(c, ANSWERS_PB, "--answers", ans, "--operator", "bob")
+    eq(r.rc, 0, f"exit status {r!r}")
+    check(os.path.exists(c.path("h1")) and os.path.exists(c.path("h3")), "h1/h3 did not run")
+    check(not os.path.exists(c.path("h2")), "declined instance ran")
+    check(not os.path.exists(c.path("wiped")), "declined step ran")
+    got = [(e["step"], e.get("instance"), e["answer"], e["via"], e.get("note"), e["operator"])
+           for e in r.ev("step.answered")]
+    eq(sorted(got, key=str), sorted([
+        ("iso", "iso[h2]", "no", "answers-file", None, "bob"),
+        ("iso", None, "yes", "answers-file", None, "bob"),
+        ("wipe", None, "no", "answers-file", "Legal says keep the disks", "bob")], key=str),
+       "answers journaled")
+    eq(r.ev("step.prompted"), [], "nothing asked")
+    eq(r.inst_status("iso[h2]"), "skipped", "declined instance")
+    check("declined by bob" in r.one("step.skipped", instance="iso[h2]")["reason"], "reason")
+    eq(r.one("step.skipped", step="wipe")["reason"], "declined by bob", "step declined")
+    eq(r.inst_status("iso[h1]"), "succeeded", "h1")
+
+
+@test
+def answers_file_partial_then_yes_or_failure(c):
+    """Instances the file leaves open go to --yes; without it and without
+    a terminal they fail at once, naming the instance and how to answer."""
+    ans = c.write("ans.yaml", 'iso[h1]: "yes"\nwipe: "yes"\n')
+    r = run_detached(c, ANSWERS_PB, "--answers", ans)
+    eq(r.rc, 1, f"exit status {r!r}")
+    check(os.path.exists(c.path("h1")) and os.path.exists(c.path("wiped")), "answered ran")
+    check(not os.path.exists(c.path("h2")) and not os.path.exists(c.path("h3")), "unanswered ran")
+    for i in ("iso[h2]", "iso[h3]"):
+        eq(r.inst_status(i), "failed", i)
+        check(i in r.err and "--answers" in r.err and "--yes" in r.err,
+              f"message names {i} and how to answer: {r.err!r}")
+    r = run_detached(c, ANSWERS_PB, "--answers", ans, "--yes")
+    eq(r.rc, 0, f"exit status with --yes {r!r}")
+    vias = sorted((e.get("instance") or e["step"], e["via"]) for e in r.ev("step.answered"))
+    eq(vias, [("iso", "--yes"), ("iso[h1]", "answers-file"), ("wipe", "answers-file")], "vias")
+    check(os.path.exists(c.path("h3")), "h3 answered by --yes did not run")
+
+
+@test
+def answers_file_errors_located(c):
+    """Every problem in an answers file is reported with its position, in
+    one pass, and nothing runs (exit 2)."""
+    pb = ANSWERS_PB + "  - id: plain\n    run: [touch, plain]\n"
+    ans = c.write("ans.yaml", 'nope: "yes"\niso: maybe\nplain: "yes"\n'
+                              'wipe[x]: "yes"\niso[h1]: { answer: "yes", color: red }\n')
+    r = run_detached(c, pb, "--answers", ans)
+    eq(r.rc, 2, f"exit status {r!r}")
+    for line, col, text in ((1, 1, "no step 'nope'"), (2, 6, "\"yes\" or \"no\""),
+                            (3, 1, "asks nothing"), (4, 1, "no for_each"),
+                            (5, 27, "unknown key 'color'")):
+        check(re.search(rf"ans\.yaml:{line}:{col}: error: .*{re.escape(text)}", r.err),
+              f"no diagnostic at ans.yaml:{line}:{col} with {text!r}: {r.err!r}")
+    check(not os.path.exists(c.runs), "a run directory was created")
+    c.write("list.yaml", "- iso\n")
+    r = run_detached(c, pb, "--answers", c.path("list.yaml"))
+    eq(r.rc, 2, f"exit status for a list {r!r}")
+    check("list.yaml:1:1: error: an answers file is a mapping" in r.err, r.err)
+    r = run_detached(c, pb, "--answers", c.path("missing.yaml"))
+    eq(r.rc, 2, f"exit status for a missing file {r!r}")
+    check("missing.yaml" in r.err and "cannot read" in r.err, r.err)
+
+
+@test
+def answers_file_unused_instance_warns(c):
+    ans = c.write("ans.yaml", 'iso: "yes"\niso[h9]: "no"\nwipe: "no"\n')
+    r = run_detached(c, ANSWERS_PB, "--answers", ans)
+    eq(r.rc, 0, f"exit status {r!r}")
+    check(re.search(r"ans\.yaml:2:1: warning: 'iso\[h9\]' matched no instance", r.err), r.err)
+
+
 @test
 def exit_success(c):
     r = c.run(playbook("  - id: a\n    run: [echo, hi]\n"))
