@@ -50,6 +50,29 @@ static const irp_cli_command commands[] = {
       "             playbook or inputs (nothing ran), 3 interrupted,\n"
       "             4 the journal could not be written\n",
       irp_cmd_run },
+    { "resume", "carry on with a run that was stopped or crashed",
+      "usage: irp resume RUN_DIR [--rerun-interrupted] [--answers FILE] [--yes]\n"
+      "                  [--operator NAME] [--jobs N]\n"
+      "\n"
+      "Continue the run in RUN_DIR from its journal, with the playbook copy and\n"
+      "inputs it started with.  No step instance with a journaled finish runs\n"
+      "again.  An instance that started and never finished is `interrupted`:\n"
+      "if its processes are still running, irp waits for them; then it runs\n"
+      "again if its step is idempotent, or with --rerun-interrupted, or when the\n"
+      "operator says so on the terminal; otherwise it stays interrupted.\n"
+      "Confirmations already answered stand; open ones are asked again.  A last\n"
+      "journal line cut off mid-write is dropped (and recorded); any other damage\n"
+      "refuses the resume.\n"
+      "\n"
+      "  --rerun-interrupted  run interrupted instances again without asking\n"
+      "  --answers FILE       answers given in advance (as for irp run)\n"
+      "  --yes                answer yes to every confirmation left open\n"
+      "  --operator NAME      who resumes it (default: the login name)\n"
+      "  --jobs N             child processes at once (default 8)\n"
+      "\n"
+      "exit status: as irp run; 2 also when the run is live in another process\n"
+      "             or its journal is damaged (nothing ran)\n",
+      irp_cmd_resume },
 };
 
 static const size_t ncommands = sizeof commands / sizeof *commands;

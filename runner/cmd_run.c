@@ -19,18 +19,12 @@
 #include "irp/timeutil.h"
 #include "liveview.h"
 #include "prompt.h"
+#include "run_exec.h"
 #include "rundir.h"
 #include "strvec.h"
 
 extern char **environ;
 
-typedef struct run_args {
-    const char *playbook, *inputs_file, *runs, *operator_name, *detected_at, *answers_file;
-    strvec iargs;
-    irp_answers *answers;        /* --answers, loaded and checked */
-    unsigned jobs;
-    bool yes, no_fsync;
-} run_args;
 
 typedef struct run_ui {
     const irp_cli_common *common;
@@ -231,25 +225,44 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const strvec *env,
-                   const strvec *redact, const irp_cli_common *common)
+/* A new run directory, locked, with an empty journal; an exit status on
+ * failure. */
+static int open_new(const irp_playbook *pb, const run_args *a, const irp_value *inputs,
+                    char run_id[256], char **dir, irp_journal **j)
 {
-    char run_id[256], err[512] = "", sha[IRP_SHA256_HEX];
-    rundir_make_id(pb->id, run_id, sizeof run_id);
-    char *dir = NULL;
-    if (rundir_create(a->runs, run_id, pb, inputs, &dir, err, sizeof err)) {
+    char err[512] = "";
+    rundir_make_id(pb->id, run_id, 256);
+    if (rundir_create(a->runs, run_id, pb, inputs, dir, err, sizeof err)) {
         fprintf(stderr, "irp run: %s\n", err);
         return IRP_EXIT_JOURNAL;
     }
+    long holder;
+    int rc = rundir_lock(*dir, &holder);
     char jpath[4096];
-    snprintf(jpath, sizeof jpath, "%s/journal.jsonl", dir);
-    irp_journal *j = NULL;
-    int rc = irp_journal_create(jpath, &j);
+    snprintf(jpath, sizeof jpath, "%s/journal.jsonl", *dir);
+    if (!rc)
+        rc = irp_journal_create(jpath, j);
     if (rc) {
         fprintf(stderr, "irp run: cannot create %s: %s\n", jpath, irp_strerror(rc));
-        free(dir);
+        free(*dir);
+        *dir = NULL;
         return IRP_EXIT_JOURNAL;
     }
+    return 0;
+}
+
+static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const strvec *env,
+                   const strvec *redact, const irp_cli_common *common)
+{
+    char run_id[256], sha[IRP_SHA256_HEX];
+    char *dir = NULL;
+    irp_journal *j = NULL;
+    int rc = a->resume ? run_resume_open(pb, a, &dir, &j)
+                       : open_new(pb, a, inputs, run_id, &dir, &j);
+    if (rc)
+        return rc;
+    if (a->resume)
+        snprintf(run_id, sizeof run_id, "%s", a->resume->run_id);
     irp_journal_set_fsync(j, !a->no_fsync);
     irp_sha256_hex(pb->src, pb->src_len, sha);
     int64_t detected = -1;
@@ -269,7 +282,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         .pb = pb, .loop = &loop, .clock = clock, .journal = j, .mode = "run",
         .run_id = run_id, .run_dir = dir, .operator_name = op, .playbook_sha256 = sha,
         .inputs = inputs, .detected_at_ms = detected, .jobs = a->jobs, .yes = a->yes,
-        .answers = a->answers,
+        .answers = a->answers, .rerun_interrupted = a->rerun_interrupted,
         .base_env = (const char *const *)env->v,
         .redact = redact->v ? (const char *const *)redact->v : (const char *const[]){ NULL },
         .executor = irp_exec_real, .on_event = print_event, .ctx = &ui,
@@ -291,7 +304,10 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     liveview_attach(ui.view, ui.engine);
     if (!common->quiet && !ui.view)
         printf("%s  %s  run %s\n", rundir_tlp_label(pb->tlp), pb->title, run_id);
-    irp_engine_start(ui.engine);
+    if (a->resume)
+        run_resume_start(a, ui.engine);
+    else
+        irp_engine_start(ui.engine);
     while (!irp_engine_done(ui.engine) && uv_run(&loop, UV_RUN_DEFAULT) != 0)
         ;
     if (!irp_engine_done(ui.engine))
@@ -324,6 +340,21 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
            : st == IRP_RUN_FAILED    ? IRP_EXIT_FAILED : IRP_EXIT_OK;
 }
 
+int run_loaded(const irp_playbook *pb, run_args *a, irp_value *inputs,
+               const irp_cli_common *common)
+{
+    strvec names = STRVEC_INIT, values = STRVEC_INIT, env = STRVEC_INIT;
+    int status = IRP_EXIT_USAGE;
+    if (!check_runnable(pb) && !collect_secrets(pb, &names, &values) && !base_env(&names, &env))
+        status = execute(pb, a, inputs, &env, &values, common);
+    if (status != IRP_EXIT_USAGE)
+        warn_unused_answers(a->answers);
+    strvec_release(&names);
+    strvec_release(&values);
+    strvec_release(&env);
+    return status;
+}
+
 int irp_cmd_run(int argc, char **argv, const irp_cli_common *common)
 {
     run_args a = { 0 };
@@ -340,7 +371,6 @@ int irp_cmd_run(int argc, char **argv, const irp_cli_common *common)
     irp_diag_list diags = IRP_DIAG_LIST_INIT;
     irp_playbook *pb = NULL;
     irp_value *inputs = NULL;
-    strvec names = STRVEC_INIT, values = STRVEC_INIT, env = STRVEC_INIT;
     int status = IRP_EXIT_USAGE;
     rc = irp_playbook_load(a.playbook, &diags, &pb);
     if (!rc)
@@ -353,18 +383,12 @@ int irp_cmd_run(int argc, char **argv, const irp_cli_common *common)
     irp_diag_print(&diags, stderr, common->color);
     if (rc == IRP_ENOMEM)
         status = IRP_EXIT_INTERNAL;
-    else if (!rc && !check_runnable(pb) && !collect_secrets(pb, &names, &values) &&
-             !base_env(&names, &env))
-        status = execute(pb, &a, inputs, &env, &values, common);
-    if (status != IRP_EXIT_USAGE)
-        warn_unused_answers(a.answers);
+    else if (!rc)
+        status = run_loaded(pb, &a, inputs, common);
     irp_answers_free(a.answers);
     irp_value_unref(inputs);
     irp_playbook_free(pb);
     irp_diag_list_release(&diags);
-    strvec_release(&names);
-    strvec_release(&values);
-    strvec_release(&env);
     strvec_release(&a.iargs);
     return status;
 }

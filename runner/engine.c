@@ -29,6 +29,7 @@ static void retry_busy(irp_engine *e);
 static void start_instances(irp_engine *e, sstate *st);
 static void confirm_answered_wrap(void *arg, int answer);
 static void inst_end(irp_engine *e, inst *in, irp_state state);
+static void enqueue(irp_engine *e, inst *in);
 static void start_attempt(irp_engine *e, inst *in);
 
 /* ---- events --------------------------------------------------------- */
@@ -622,6 +623,13 @@ static int expand(irp_engine *e, sstate *st, irp_value **items, char *err, size_
         return 0;
     irp_value *list = NULL;
     int rc;
+    if (st->items_restored) {
+        /* irp resume: the list as journaled, not evaluated again. */
+        rc = irp_value_from_json(st->items_restored, items);
+        if (rc)
+            snprintf(err, errlen, "the journaled for_each list: %s", irp_strerror(rc));
+        return rc;
+    }
     if (def->for_each_is_list) {
         list = irp_value_new_list();
         rc = list ? 0 : IRP_ENOMEM;
@@ -675,6 +683,16 @@ static int when_true(irp_engine *e, inst *in, char *err, size_t errlen)
     rc = irp_value_bool(v);
     irp_value_unref(v);
     return rc;
+}
+
+void engine_inst_end(irp_engine *e, inst *in, irp_state state)
+{
+    inst_end(e, in, state);
+}
+
+void engine_enqueue(irp_engine *e, inst *in)
+{
+    enqueue(e, in);
 }
 
 static void enqueue(irp_engine *e, inst *in)
@@ -787,6 +805,13 @@ static void decide_confirm(irp_engine *e, sstate *st)
     st->engine = e;
     for (size_t i = 0; i < st->n; i++) {
         inst *in = &st->insts[i];
+        /* irp resume: answers journaled before stand; an instance that
+         * had started had been confirmed. */
+        const restored *r = e->recs ? engine_restored(e, in->id) : NULL;
+        in->decision = r && (r->attempt || r->ended) ? 1 : r && r->decision ? r->decision
+                       : st->restored_decision;
+        if (in->decision)
+            continue;
         const irp_answer *a = irp_answers_find(e->o.answers, in->id, def->id);
         if (!a || !a->confirm) {
             undecided++;
@@ -817,6 +842,11 @@ static void step_ready(irp_engine *e, sstate *st)
     const irp_step *def = st->def;
     char buf[512];
     st->ready = true;
+    if (st->restored_end) {
+        /* irp resume: the journal already ended it; that stands. */
+        step_end(e, st, st->restored_state);
+        return;
+    }
     if (e->journal_err || (e->aborting && !def->is_finally)) {
         cancel_step(e, st, e->interrupted ? "interrupted" : "aborted");
         return;
@@ -882,7 +912,9 @@ static void start_instances(irp_engine *e, sstate *st)
         go[i] = when_true(e, &st->insts[i], msgs[i], sizeof msgs[i]);
     for (size_t i = 0; i < st->n; i++) {
         inst *in = &st->insts[i];
-        if (in->decision == -1) {
+        if (e->recs && engine_resume_inst(e, in)) {
+            continue;
+        } else if (in->decision == -1) {
             json_t *ev = inst_event(e, "step.skipped", in);
             char why[300];
             snprintf(why, sizeof why, "declined by %s", e->o.operator_name);
@@ -983,14 +1015,11 @@ static json_t *run_started_event(irp_engine *e)
     return ev;
 }
 
-int irp_engine_start(irp_engine *e)
+/* Evaluate vars and start what is ready: a new run and a resumed one. */
+static int begin(irp_engine *e)
 {
-    e->started_wall = irp_clock_wall_ms(e->o.clock);
-    int rc = engine_emit(e, run_started_event(e), NULL);
-    if (rc)
-        return rc;
     char err[512] = "";
-    rc = engine_eval_vars(e, err, sizeof err);
+    int rc = engine_eval_vars(e, err, sizeof err);
     if (rc) {
         /* Nothing can run with a var that does not evaluate. */
         fprintf(stderr, "irp: %s\n", err);
@@ -1042,6 +1071,28 @@ void irp_engine_interrupt(irp_engine *e)
     }
 }
 
+int irp_engine_start(irp_engine *e)
+{
+    e->started_wall = irp_clock_wall_ms(e->o.clock);
+    int rc = engine_emit(e, run_started_event(e), NULL);
+    return rc ? rc : begin(e);
+}
+
+int irp_engine_resume(irp_engine *e, json_t *fields)
+{
+    json_t *ev = engine_event(e, "run.resumed");
+    json_object_set_new(ev, "operator", json_string(e->o.operator_name));
+    json_object_update(ev, fields);
+    json_decref(fields);
+    engine_resume_lists(e);
+    json_object_set(ev, "interrupted", e->rs_interrupted);
+    json_object_set(ev, "rerun", e->rs_rerun);
+    if (!e->started_wall)
+        e->started_wall = irp_clock_wall_ms(e->o.clock);
+    int rc = engine_emit(e, ev, NULL);
+    return rc ? rc : begin(e);
+}
+
 bool irp_engine_done(const irp_engine *e) { return e->finished; }
 int irp_engine_journal_error(const irp_engine *e) { return e->journal_err; }
 size_t irp_engine_nsteps(const irp_engine *e) { return e->n_steps; }
@@ -1074,6 +1125,7 @@ void irp_engine_free(irp_engine *e)
         free(st->insts);
         free(st->dependents);
     }
+    engine_resume_free(e);
     free(e->steps);
     irp_value_unref(e->vars);
     free(e);

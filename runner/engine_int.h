@@ -7,6 +7,20 @@
 /* inst.decision: nobody could be asked (no terminal, no answer). */
 #define DECIDE_NOBODY (-2)
 
+/* What the journal of an earlier run of the same run directory says about
+ * one instance (irp resume). */
+typedef struct restored {
+    int attempt;                 /* last attempt started; 0: none */
+    bool in_flight;              /* started, and no finish after it */
+    bool ended;                  /* a finish (or skip) that stands */
+    irp_state state;             /* when ended */
+    signed char decision;        /* its own confirm answer: 1, -1, 0 none */
+    int exit_code;
+    long pgid;                   /* of the in-flight attempt's process group */
+    json_t *outputs;
+    int64_t started_wall, finished_wall;
+} restored;
+
 typedef struct sstate sstate;
 typedef struct inst inst;
 
@@ -46,6 +60,11 @@ struct sstate {
     bool ready;                  /* became ready (expanded or skipped) */
     int64_t started_wall, finished_wall;
     int64_t prompted_wall;
+    /* irp resume: what the journal says about the step as a whole. */
+    json_t *items_restored;      /* its step.expanded list */
+    bool restored_end;
+    irp_state restored_state;
+    signed char restored_decision;
     irp_engine *engine;          /* for prompt callbacks */
 };
 
@@ -67,6 +86,11 @@ struct irp_engine {
     bool aborting, interrupted, kill_sent, finished, finally_started;
     int journal_err;
     int64_t started_wall;
+    /* irp resume */
+    json_t *restored_ix;         /* instance id → index in recs */
+    restored *recs;
+    size_t n_recs, cap_recs;
+    json_t *rs_interrupted, *rs_rerun;  /* for run.resumed */
     struct scope_ctx run_sctx;
     irp_scope run_scope;
 };
@@ -77,7 +101,19 @@ int engine_lookup(void *ctx, const char *const *seg, size_t n, irp_value **out,
 int engine_eval_vars(irp_engine *e, char *err, size_t errlen);
 irp_value *engine_step_value(irp_engine *e, const sstate *st, const char *field, const char *key);
 
+/* engine_resume.c */
+restored *engine_restored(irp_engine *e, const char *instance);
+/* An instance the journal knows: end it as it ended, or run it again
+ * (retry due, interrupted and allowed), or wait or ask first.  false:
+ * nothing is known, start it as usual. */
+bool engine_resume_inst(irp_engine *e, inst *in);
+void engine_resume_free(irp_engine *e);
+/* Fill rs_interrupted and rs_rerun (the instances resume re-runs unasked). */
+void engine_resume_lists(irp_engine *e);
+
 /* engine.c */
+void engine_enqueue(irp_engine *e, inst *in);
+void engine_inst_end(irp_engine *e, inst *in, irp_state state);
 int engine_emit(irp_engine *e, json_t *ev, uint64_t *seq);
 json_t *engine_event(irp_engine *e, const char *name);
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,6 +91,34 @@ int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
         return rc;
     }
     *path = dir;
+    return 0;
+}
+
+int rundir_lock(const char *dir, long *holder)
+{
+    char path[4096];
+    *holder = 0;
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return irp_err_from_errno(errno);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        if (n > 0)
+            *holder = strtol(buf, NULL, 10);
+        close(fd);
+        return err == EWOULDBLOCK ? IRP_EBUSY : irp_err_from_errno(err);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        int rc = irp_err_from_errno(errno);
+        close(fd);
+        return rc;
+    }
+    /* Deliberately left open: the lock lasts as long as this process. */
     return 0;
 }
 

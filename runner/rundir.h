@@ -13,6 +13,14 @@ void rundir_make_id(const char *playbook_id, char *buf, size_t len);
  * playbook copy and inputs.json (0600).  *path is malloc'd. */
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
                   const irp_value *inputs, char **path, char *err, size_t errlen);
+/* Take the run's lock: an exclusive flock() on DIR/lock (created 0600),
+ * held by the process that writes the journal for as long as it lives
+ * (the descriptor is close-on-exec: children never hold it).  The file
+ * holds the holder's pid, for messages.  Returns 0, IRP_EBUSY when
+ * another process holds it (*holder is its pid, or 0 when unknown), or
+ * an IRP_E* for a directory that cannot be used. */
+int rundir_lock(const char *dir, long *holder);
+
 /* "TLP:AMBER+STRICT": the marking as FIRST's TLP 2.0 writes it. */
 const char *rundir_tlp_label(irp_tlp t);
 /* Writes `bytes` to dir/name (0600), fsynced. */

@@ -40,6 +40,7 @@ int irp_cli_main(int argc, char **argv);
  * been removed. */
 int irp_cmd_validate(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_run(int argc, char **argv, const irp_cli_common *common);
+int irp_cmd_resume(int argc, char **argv, const irp_cli_common *common);
 
 /* Print "irp: " and the message to stderr; returns IRP_EXIT_USAGE. */
 int irp_cli_usage_error(const char *cmd, const char *fmt, ...)

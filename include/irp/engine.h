@@ -60,6 +60,7 @@ typedef struct irp_engine_opts {
     unsigned jobs;                   /* child processes at once */
     bool yes;                        /* --yes: every confirmation answered yes */
     irp_answers *answers;            /* --answers, or NULL; borrowed (marks use) */
+    bool rerun_interrupted;          /* resume: re-run interrupted instances unasked */
     irp_prompter prompter;           /* ask == NULL: nobody to ask */
     const char *const *base_env;     /* children's environment less secrets */
     const char *const *redact;       /* secret values */
@@ -73,6 +74,15 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out);
 /* Start: journal run.started, evaluate vars, start what is ready.  Then
  * run the loop; the engine stops it when the run has ended. */
 int irp_engine_start(irp_engine *e);
+/* irp resume (SPEC §3): before irp_engine_resume, feed every event of
+ * the run's journal, in order.  IRP_ECORRUPT (message in err) when an
+ * event does not fit the playbook. */
+int irp_engine_restore(irp_engine *e, const json_t *ev, char *err, size_t errlen);
+/* Journal run.resumed (its own fields in `fields`, taken; the engine adds
+ * `interrupted` and `rerun`) and carry on from where the journal ended:
+ * no instance with a journaled finish runs again. */
+int irp_engine_resume(irp_engine *e, json_t *fields);
+
 /* Ctrl-C / SIGTERM: the first acts as on_failure abort (finally still
  * runs); the second also terminates running process groups. */
 void irp_engine_interrupt(irp_engine *e);

@@ -1173,7 +1173,6 @@ def exit_unknown_option(c):
 def exit_refused_step_kinds(c):
     for kind, body, where in (
             ("manual", "    manual: Brief the registrar.\n", "steps"),
-            ("notify", "    notify: {via: file, to: out.txt, body: hello}\n", "steps"),
             ("manual", "    manual: Brief the registrar.\n", "finally")):
         steps = "  - id: ok\n    run: [touch, ran]\n"
         odd = f"  - id: odd\n{body}"

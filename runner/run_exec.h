@@ -1,0 +1,43 @@
+/* Internal: what `irp run` and `irp resume` share -- one way to execute a
+ * loaded playbook, whether its run directory is new or resumed. */
+#ifndef IRP_RUN_EXEC_H
+#define IRP_RUN_EXEC_H
+
+#include <stdbool.h>
+
+#include "irp/answers.h"
+#include "irp/cli.h"
+#include "irp/engine.h"
+#include "irp/journal.h"
+#include "irp/model.h"
+#include "irp/value.h"
+#include "strvec.h"
+
+/* A run directory being resumed (cmd_resume.c). */
+typedef struct run_resume {
+    char *dir;                   /* absolute */
+    char *run_id;
+    char *jpath;
+    irp_journal_open_info info;  /* what opening the journal found */
+} run_resume;
+
+typedef struct run_args {
+    const char *playbook, *inputs_file, *runs, *operator_name, *detected_at, *answers_file;
+    strvec iargs;
+    irp_answers *answers;        /* --answers, loaded and checked */
+    unsigned jobs;
+    bool yes, no_fsync, rerun_interrupted;
+    run_resume *resume;          /* NULL: a new run */
+} run_args;
+
+/* Collect the secrets the playbook reads, then execute it; an exit status. */
+int run_loaded(const irp_playbook *pb, run_args *a, irp_value *inputs,
+               const irp_cli_common *common);
+
+/* cmd_resume.c: take the run's lock and open its journal (a last line cut
+ * off mid-write is dropped); an exit status on failure. */
+int run_resume_open(const irp_playbook *pb, run_args *a, char **dir, irp_journal **j);
+/* Replay the journal into the engine and carry on. */
+void run_resume_start(run_args *a, irp_engine *e);
+
+#endif
