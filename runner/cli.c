@@ -73,6 +73,86 @@ static const irp_cli_command commands[] = {
       "exit status: as irp run; 2 also when the run is live in another process\n"
       "             or its journal is damaged (nothing ran)\n",
       irp_cmd_resume },
+    { "answer", "answer a live run's question from another terminal",
+      "usage: irp answer RUN_DIR INSTANCE ANSWER [--note TEXT] [--operator NAME]\n"
+      "\n"
+      "Answer the open question of step or instance INSTANCE (a confirmation, a\n"
+      "manual step, whether to re-run an interrupted instance) in the run that\n"
+      "is live in RUN_DIR -- for instance after its terminal was lost (SIGHUP).\n"
+      "ANSWER is one of the question's choices (y and n stand for yes and no).\n"
+      "The answer is journaled with who gave it; the run takes it within a\n"
+      "fraction of a second.  The first answer journaled wins.\n"
+      "\n"
+      "  --note TEXT       a note kept with the answer\n"
+      "  --operator NAME   who answers (default: the login name)\n"
+      "\n"
+      "exit status: 0 answered; 2 bad usage, no live run, no such open question,\n"
+      "             or not one of its choices; 4 the journal could not be written\n",
+      irp_cmd_answer },
+    { "verify", "check a run's journal chain and evidence hashes",
+      "usage: irp verify RUN_DIR [--head HASH]\n"
+      "\n"
+      "Recompute the run's journal hash chain and re-hash every evidence copy\n"
+      "against its evidence.collected event.  The first damaged journal line is\n"
+      "named as RUN_DIR/journal.jsonl:LINE: error: what is wrong; so is each\n"
+      "evidence file that is missing, changed or resized, and each file under\n"
+      "evidence/ that no event accounts for.  A last line without a newline\n"
+      "(cut off by a crash) is not damage.\n"
+      "\n"
+      "  --head HASH   a journal head written down earlier (64 hex digits): it must\n"
+      "                be the hash of some line, so lines removed or replaced after\n"
+      "                it was recorded are caught (the journal may have grown)\n"
+      "\n"
+      "exit status: 0 no damage, 1 damage found, 2 bad usage, no such run\n"
+      "             directory or journal, or a file that cannot be read\n",
+      irp_cmd_verify },
+    { "note", "add an observation to a run's timeline",
+      "usage: irp note RUN_DIR TEXT [--at TIME] [--operator NAME]\n"
+      "\n"
+      "Append a `note` event to the run's journal: the text, who wrote it and\n"
+      "when.  Safe while the run is live.  Prints the new journal head.  A text\n"
+      "that begins with '-' goes after --.\n"
+      "\n"
+      "  --at TIME         when the observed event happened (RFC 3339 with an\n"
+      "                    offset, e.g. 2026-11-28T09:15:00+01:00)\n"
+      "  --operator NAME   who notes it (default: $USER, else the login name)\n"
+      "\n"
+      "exit status: 0 added, 1 the journal is damaged (nothing added), 2 bad\n"
+      "             usage, a text that is empty or not UTF-8, or no such run\n"
+      "             directory or journal, 4 the journal could not be written\n",
+      irp_cmd_note },
+    { "status", "show where a run stands: steps, deadlines, prompts, journal head",
+      "usage: irp status RUN_DIR\n"
+      "\n"
+      "Read the run's journal (without locking it, so a live run is fine) and\n"
+      "show the TLP marking, the run's status and whether a process still runs\n"
+      "it, every step and instance with its state, attempts, start and end\n"
+      "times and elapsed time, the deadlines with their due time and time left,\n"
+      "the prompts waiting for an answer, and the journal's line count and head.\n"
+      "\n"
+      "exit status: 0 shown, 1 the journal is damaged (what comes before the\n"
+      "             damage is shown, and the line named), 2 bad usage or no\n"
+      "             such run directory or journal\n",
+      irp_cmd_status },
+    { "report", "write a run's after-action report (Markdown, JSON or JUnit)",
+      "usage: irp report RUN_DIR [--format md|json|junit] [-o FILE]\n"
+      "\n"
+      "Rebuild the run from its journal and write a report: the TLP marking,\n"
+      "run and playbook (with its SHA-256), inputs as journaled, operators,\n"
+      "every step and instance, deadlines with their margins, decisions and\n"
+      "notes, the evidence's chain of custody, notifications, a timeline of\n"
+      "every event, and the journal head.  `irp run` writes the same Markdown\n"
+      "to RUN_DIR/report.md when the run ends.\n"
+      "\n"
+      "  --format md     the after-action report for people (default)\n"
+      "  --format json   one JSON object for tools\n"
+      "  --format junit  one JUnit <testsuite>, a <testcase> per step instance\n"
+      "  -o FILE         write to FILE (mode 0600) instead of stdout\n"
+      "\n"
+      "exit status: 0 written, 1 the journal is damaged (the report covers the\n"
+      "             lines before the damage and says so), 2 bad usage, no such\n"
+      "             run directory or journal, or FILE cannot be written\n",
+      irp_cmd_report },
 };
 
 static const size_t ncommands = sizeof commands / sizeof *commands;
@@ -99,7 +179,7 @@ int irp_cli_usage_error(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n(see 'irp %s--help')\n", cmd ? cmd : "");
+    fprintf(stderr, "\n(see 'irp %s%s--help')\n", cmd ? cmd : "", cmd ? " " : "");
     return IRP_EXIT_USAGE;
 }
 

@@ -11,11 +11,13 @@
 #include "irp/answers.h"
 #include "irp/cli.h"
 #include "irp/clock.h"
+#include "irp/curl_uv.h"
 #include "irp/engine.h"
 #include "irp/error.h"
 #include "irp/inputs.h"
 #include "irp/journal.h"
 #include "irp/proc.h"
+#include "irp/report.h"
 #include "irp/timeutil.h"
 #include "liveview.h"
 #include "prompt.h"
@@ -188,23 +190,15 @@ static void on_signal(uv_signal_t *h, int signum)
     irp_engine_interrupt(ui->engine);
 }
 
-static void write_report(const irp_playbook *pb, const char *dir, const char *run_id,
-                         irp_engine *e, const char *head, const char *status)
+/* report.md is the Markdown report made from the journal just written,
+ * the same text `irp report RUN_DIR` prints.  Not writing it is exit 4. */
+static int write_report(const char *dir)
 {
-    char *md = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&md, &len);
-    if (!f)
-        return;
-    fprintf(f, "**%s**\n\n# %s\n\n", rundir_tlp_label(pb->tlp), pb->title);
-    fprintf(f, "| | |\n|---|---|\n| run | `%s` |\n| playbook | `%s` |\n| status | %s |\n"
-               "| journal head | `%s` |\n\n## Steps\n\n| step | status |\n|---|---|\n",
-            run_id, pb->id, status, head);
-    for (size_t i = 0; i < irp_engine_nsteps(e); i++)
-        fprintf(f, "| %s | %s |\n", pb->steps[i].id, irp_state_name(irp_engine_step_state(e, i)));
-    fclose(f);
-    rundir_write(dir, "report.md", md, len);
-    free(md);
+    char err[1024];
+    int rc = irp_report_save(dir, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "irp run: %s\n", err);
+    return rc;
 }
 
 /* An instance id in --answers that matched no instance: a typo, or a
@@ -273,6 +267,8 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     if (!op)
         op = getenv("USER") ? getenv("USER") : pw ? pw->pw_name : "unknown";
 
+    /* Notifications use libcurl; it is set up once, before any thread starts. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_t loop;
     uv_loop_init(&loop);
     irp_clock *clock = NULL;
@@ -317,7 +313,8 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     int jerr = irp_engine_journal_error(ui.engine);
     static const char *const names[] = { "succeeded", "failed", "interrupted" };
     const char *head = irp_journal_head(j);
-    write_report(pb, dir, run_id, ui.engine, head, names[st]);
+    if (write_report(dir) && !jerr)
+        jerr = IRP_EIO;
     if (!common->quiet || st != IRP_RUN_SUCCEEDED)
         printf("run %s %s; journal head %s\n", run_id, names[st], head);
     printf("%s\n", dir);
@@ -330,6 +327,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     irp_clock_close(clock);
     irp_journal_close(j);
     irp_proc_shutdown(&loop);
+    irp_curl_shutdown(&loop);
     uv_walk(&loop, close_walk, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

@@ -27,7 +27,6 @@ bool irp_state_ended(irp_state s) { return s >= IRP_ST_SUCCEEDED; }
 static void step_ready(irp_engine *e, sstate *st);
 static void retry_busy(irp_engine *e);
 static void start_instances(irp_engine *e, sstate *st);
-static void confirm_answered_wrap(void *arg, int answer);
 static void inst_end(irp_engine *e, inst *in, irp_state state);
 static void enqueue(irp_engine *e, inst *in);
 static void start_attempt(irp_engine *e, inst *in);
@@ -359,6 +358,7 @@ static void attempt_finished(irp_job *job)
     irp_state state = job->outcome == IRP_JOB_CANCELLED || stopped ? IRP_ST_CANCELLED
                       : in->timed_out                   ? IRP_ST_TIMED_OUT
                       : job->outcome == IRP_JOB_SUCCEEDED ? IRP_ST_SUCCEEDED
+                      : job->outcome == IRP_JOB_SKIPPED   ? IRP_ST_SKIPPED
                                                           : IRP_ST_FAILED;
     irp_value_unref(in->outputs);
     irp_value_unref(in->stdout_v);
@@ -414,6 +414,34 @@ static int attempt_emit(irp_job *job, const char *event, json_t *fields)
     json_object_update(ev, fields);
     json_decref(fields);
     return engine_emit(in->sctx->e, ev, NULL);
+}
+
+static void job_answered(irp_engine *e, void *arg, int choice, const char *note)
+{
+    inst *in = arg;
+    in->question = NULL;
+    if (in->state == IRP_ST_AWAITING_INPUT)
+        in->state = IRP_ST_RUNNING;
+    in->answer_cb(&in->job, choice, note);
+}
+
+static void job_ask(irp_job *job, const char *prompt, const char *const *choices, size_t n,
+                    void (*cb)(irp_job *job, int choice, const char *note))
+{
+    inst *in = job->engine_data;
+    in->answer_cb = cb;
+    in->state = IRP_ST_AWAITING_INPUT;
+    in->question = engine_ask(in->sctx->e, in->st->def->id, in->id, "manual", prompt, choices,
+                              n, true, job_answered, in);
+}
+
+static void job_unask(irp_job *job)
+{
+    inst *in = job->engine_data;
+    engine_unask(in->sctx->e, in->question);
+    in->question = NULL;
+    if (in->state == IRP_ST_AWAITING_INPUT)
+        in->state = IRP_ST_RUNNING;
 }
 
 static void attempt_spawned(irp_job *job, pid_t pid)
@@ -495,7 +523,7 @@ static void start_prepared(irp_engine *e, inst *in)
         x->cancel(&in->job, SIGTERM);
     }
     if (in->st->def->timeout_ms >= 0 && in->st->def->action != IRP_ACT_WAIT &&
-        in->state == IRP_ST_RUNNING && in->job_live) {
+        (in->state == IRP_ST_RUNNING || in->state == IRP_ST_AWAITING_INPUT) && in->job_live) {
         in->timer.data = in;
         irp_timer_start(e->o.clock, &in->timer, in->st->def->timeout_ms, attempt_timeout);
     }
@@ -526,8 +554,15 @@ static void start_attempt(irp_engine *e, inst *in)
         .run_id = e->o.run_id, .run_dir = e->o.run_dir, .log_path = in->log_path,
         .base_env = e->o.base_env, .redact = e->o.redact, .exit_code = -1,
         .operator_name = e->o.operator_name, .on_finish = attempt_finished,
-        .on_spawn = attempt_spawned, .emit = attempt_emit, .engine_data = in,
+        .on_spawn = attempt_spawned, .emit = attempt_emit, .ask = job_ask,
+        .unask = job_unask, .engine_data = in,
     };
+    const irp_answer *preset = def->action == IRP_ACT_MANUAL
+                                   ? irp_answers_find(e->o.answers, in->id, def->id) : NULL;
+    if (preset && preset->answer) {
+        j->preset_answer = preset->answer;
+        j->preset_note = preset->note;
+    }
     const irp_executor *x = executor_of(e, in->st);
     json_t *action = NULL;
     char err[256] = "";
@@ -739,60 +774,91 @@ static size_t decide_rest(sstate *st, int decision)
     return n;
 }
 
-static void confirm_answered(void *arg, int answer)
-{
-    sstate *st = arg;
-    irp_engine *e = st->engine;
-    if (answer == -2 || e->journal_err || (e->aborting && !st->def->is_finally)) {
-        cancel_step(e, st, e->interrupted ? "interrupted" : "aborted");
-        return;
-    }
-    if (answer < 0 && decide_rest(st, DECIDE_NOBODY) == st->n) {
-        /* No terminal and no answer: fail at once, saying how to answer. */
-        json_t *ev = engine_event(e, "step.finished");
-        json_object_set_new(ev, "step", json_string(st->def->id));
-        json_object_set_new(ev, "status", json_string("failed"));
-        json_object_set_new(ev, "error", json_string(NO_OPERATOR_MSG));
-        engine_emit(e, ev, NULL);
-        fprintf(stderr, "irp: step '%s' " NO_OPERATOR_MSG "\n", st->def->id);
-        step_end(e, st, IRP_ST_FAILED);
-        return;
-    }
-    if (answer >= 0) {
-        decide_rest(st, answer == 1 ? 1 : -1);
-        journal_answer(e, st, NULL, answer == 1, "terminal", NULL,
-                       irp_clock_wall_ms(e->o.clock) - st->prompted_wall);
-    }
-    start_instances(e, st);
-}
+static const char *const YES_NO[] = { "yes", "no", "one by one" };
 
-/* One question for every instance of the step still undecided. */
-static void ask_confirm(irp_engine *e, sstate *st)
+static void confirm_text(irp_engine *e, const sstate *st, char *q, size_t len)
 {
     const irp_step *def = st->def;
-    char q[512];
     if (def->confirm_prompt.s) {
         char *text = NULL, err[256];
         if (irp_render_text(&def->confirm_prompt, &e->run_scope, &text, NULL, err, sizeof err))
-            snprintf(q, sizeof q, "%s", def->confirm_prompt.s);
+            snprintf(q, len, "%s", def->confirm_prompt.s);
         else
-            snprintf(q, sizeof q, "%s", text);
+            snprintf(q, len, "%s", text);
         free(text);
     } else {
-        snprintf(q, sizeof q, "Run step '%s' (%s)?", def->id, def->title);
+        snprintf(q, len, "Run step '%s' (%s)?", def->id, def->title);
     }
-    st->state = IRP_ST_AWAITING_INPUT;
-    st->prompted_wall = irp_clock_wall_ms(e->o.clock);
-    json_t *ev = engine_event(e, "step.prompted");
-    json_object_set_new(ev, "step", json_string(def->id));
-    json_object_set_new(ev, "prompt", json_string(q));
-    json_object_set_new(ev, "choices", json_pack("[ss]", "yes", "no"));
+}
+
+static void fail_unasked(irp_engine *e, sstate *st)
+{
+    /* No terminal and no answer: fail at once, saying how to answer. */
+    json_t *ev = engine_event(e, "step.finished");
+    json_object_set_new(ev, "step", json_string(st->def->id));
+    json_object_set_new(ev, "status", json_string("failed"));
+    json_object_set_new(ev, "error", json_string(NO_OPERATOR_MSG));
     engine_emit(e, ev, NULL);
-    e->open_prompts++;
-    if (e->o.prompter.ask)
-        e->o.prompter.ask(e->o.prompter.ctx, def->id, q, confirm_answered_wrap, st);
-    else
-        confirm_answered_wrap(st, -1);
+    fprintf(stderr, "irp: step '%s' " NO_OPERATOR_MSG "\n", st->def->id);
+    step_end(e, st, IRP_ST_FAILED);
+}
+
+/* One instance's own answer, when the operator chose "one by one". */
+static void instance_answered(irp_engine *e, void *arg, int choice, const char *note)
+{
+    inst *in = arg;
+    sstate *st = in->st;
+    in->decision = choice == 0 ? 1 : choice == 1 ? -1 : choice == -1 ? DECIDE_NOBODY
+                   : DECIDE_CANCELLED;
+    if (--st->asking == 0)
+        start_instances(e, st);
+}
+
+static void ask_one_by_one(irp_engine *e, sstate *st)
+{
+    char q[512];
+    confirm_text(e, st, q, sizeof q);
+    st->asking = 1;     /* held until every question is out */
+    for (size_t i = 0; i < st->n; i++) {
+        inst *in = &st->insts[i];
+        if (in->decision)
+            continue;
+        st->asking++;
+        engine_ask(e, st->def->id, in->id, NULL, q, YES_NO, 2, false, instance_answered, in);
+    }
+    if (--st->asking == 0)
+        start_instances(e, st);
+}
+
+static void confirm_answered(irp_engine *e, void *arg, int choice, const char *note)
+{
+    sstate *st = arg;
+    if (choice == -2 || e->journal_err || (e->aborting && !st->def->is_finally)) {
+        cancel_step(e, st, e->interrupted ? "interrupted" : "aborted");
+        return;
+    }
+    if (choice == -1 && decide_rest(st, DECIDE_NOBODY) == st->n) {
+        fail_unasked(e, st);
+        return;
+    }
+    if (choice == 2) {
+        ask_one_by_one(e, st);
+        return;
+    }
+    if (choice >= 0)
+        decide_rest(st, choice == 0 ? 1 : -1);
+    start_instances(e, st);
+}
+
+/* One question for every instance of the step still undecided: yes, no,
+ * or (for several instances) one by one. */
+static void ask_confirm(irp_engine *e, sstate *st, size_t undecided)
+{
+    char q[512];
+    confirm_text(e, st, q, sizeof q);
+    st->state = IRP_ST_AWAITING_INPUT;
+    engine_ask(e, st->def->id, NULL, NULL, q, YES_NO, undecided > 1 ? 3 : 2, false,
+               confirm_answered, st);
 }
 
 /* Answers from the --answers file first (an instance's own, else its
@@ -831,7 +897,7 @@ static void decide_confirm(irp_engine *e, sstate *st)
         decide_rest(st, 1);
         journal_answer(e, st, NULL, true, "--yes", NULL, 0);
     } else if (undecided) {
-        ask_confirm(e, st);
+        ask_confirm(e, st, undecided);
         return;
     }
     start_instances(e, st);
@@ -921,6 +987,8 @@ static void start_instances(irp_engine *e, sstate *st)
             json_object_set_new(ev, "reason", json_string(why));
             engine_emit(e, ev, NULL);
             inst_end(e, in, IRP_ST_SKIPPED);
+        } else if (in->decision == DECIDE_CANCELLED) {
+            cancel_inst(e, in, e->interrupted ? "interrupted" : "aborted");
         } else if (in->decision == DECIDE_NOBODY) {
             fprintf(stderr, "irp: step '%s' " NO_OPERATOR_MSG "\n", in->id);
             fail_attempt(e, in, "confirm", NO_OPERATOR_MSG);
@@ -1126,14 +1194,9 @@ void irp_engine_free(irp_engine *e)
         free(st->dependents);
     }
     engine_resume_free(e);
+    engine_ask_close(e);
     free(e->steps);
     irp_value_unref(e->vars);
     free(e);
 }
 
-static void confirm_answered_wrap(void *arg, int answer)
-{
-    sstate *st = arg;
-    st->engine->open_prompts--;
-    confirm_answered(arg, answer);
-}

@@ -6,6 +6,8 @@
 
 /* inst.decision: nobody could be asked (no terminal, no answer). */
 #define DECIDE_NOBODY (-2)
+/* inst.decision: the question was withdrawn (abort, Ctrl-C). */
+#define DECIDE_CANCELLED (-3)
 
 /* What the journal of an earlier run of the same run directory says about
  * one instance (irp resume). */
@@ -23,6 +25,7 @@ typedef struct restored {
 
 typedef struct sstate sstate;
 typedef struct inst inst;
+typedef struct equestion equestion;
 
 struct inst {
     sstate *st;
@@ -33,6 +36,8 @@ struct inst {
     int attempt;
     int64_t started_mono, started_wall, finished_wall;
     irp_job job;
+    equestion *question;         /* a manual step's open question */
+    void (*answer_cb)(irp_job *job, int choice, const char *note);
     bool job_live;               /* prepare ran; release pending */
     irp_timer timer;             /* timeout, retry delay */
     irp_timer kill_timer;        /* SIGKILL 5 s after SIGTERM */
@@ -65,6 +70,7 @@ struct sstate {
     bool restored_end;
     irp_state restored_state;
     signed char restored_decision;
+    size_t asking;               /* instances asked one by one, not yet answered */
     irp_engine *engine;          /* for prompt callbacks */
 };
 
@@ -79,7 +85,9 @@ struct irp_engine {
     size_t n_steps, n_main, main_ended, total_ended;
     irp_value *vars;             /* map */
     inst *queue_head, *queue_tail;
-    unsigned open_prompts;
+    unsigned open_prompts;       /* questions asked, not yet answered */
+    equestion *questions;
+    uv_timer_t *poll;            /* reads answers others journal, while asking */
     inst *busy;                  /* journaled, waiting for a descriptor */
     size_t n_busy;
     unsigned running_slots;
@@ -100,6 +108,17 @@ int engine_lookup(void *ctx, const char *const *seg, size_t n, irp_value **out,
                   char *errbuf, size_t errlen);
 int engine_eval_vars(irp_engine *e, char *err, size_t errlen);
 irp_value *engine_step_value(irp_engine *e, const sstate *st, const char *field, const char *key);
+
+/* engine_ask.c: ask the operator (journaled both ways).  fn gets the
+ * index of the choice, or -1 (nobody to ask) or -2 (withdrawn by an
+ * abort); it may run inside engine_ask when nobody can be asked. */
+typedef void (*engine_answer_fn)(irp_engine *e, void *arg, int choice, const char *note);
+equestion *engine_ask(irp_engine *e, const char *step, const char *instance, const char *about,
+                      const char *prompt, const char *const *choices, size_t n, bool want_note,
+                      engine_answer_fn fn, void *arg);
+/* Take a question back without an answer (a manual step's timeout). */
+void engine_unask(irp_engine *e, equestion *q);
+void engine_ask_close(irp_engine *e);
 
 /* engine_resume.c */
 restored *engine_restored(irp_engine *e, const char *instance);

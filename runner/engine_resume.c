@@ -122,7 +122,8 @@ static int restore_inst(irp_engine *e, const irp_step *def, const char *name,
         r->ended = false;        /* never started: it runs now */
     } else if (strcmp(name, "step.answered") == 0) {
         const char *a = json_string_value(json_object_get(ev, "answer"));
-        r->decision = a && strcmp(a, "yes") == 0 ? 1 : -1;
+        if (a && (strcmp(a, "yes") == 0 || strcmp(a, "no") == 0))
+            r->decision = a[0] == 'y' ? 1 : -1;
     }
     return 0;
 }
@@ -136,7 +137,8 @@ static void restore_step(sstate *st, const char *name, const json_t *ev)
         st->items_restored = json_incref(json_object_get(ev, "items"));
     } else if (strcmp(name, "step.answered") == 0) {
         const char *a = json_string_value(json_object_get(ev, "answer"));
-        st->restored_decision = a && strcmp(a, "yes") == 0 ? 1 : -1;
+        if (a && (strcmp(a, "yes") == 0 || strcmp(a, "no") == 0))
+            st->restored_decision = a[0] == 'y' ? 1 : -1;
     } else if (strcmp(name, "step.finished") == 0) {
         st->restored_end = true;
         st->restored_state = IRP_ST_FAILED;
@@ -207,28 +209,15 @@ static void rerun(irp_engine *e, inst *in, const restored *r)
     engine_enqueue(e, in);
 }
 
-static void rerun_answered(void *arg, int answer)
+static void rerun_answered(irp_engine *e, void *arg, int choice, const char *note)
 {
     inst *in = arg;
-    irp_engine *e = in->sctx->e;
-    e->open_prompts--;
     const restored *r = engine_restored(e, in->id);
-    if (answer >= 0) {
-        json_t *ev = engine_event(e, "step.answered");
-        json_object_set_new(ev, "step", json_string(in->st->def->id));
-        json_object_set_new(ev, "instance", json_string(in->id));
-        json_object_set_new(ev, "about", json_string("rerun"));
-        json_object_set_new(ev, "answer", json_string(answer == 1 ? "yes" : "no"));
-        json_object_set_new(ev, "operator", json_string(e->o.operator_name));
-        json_object_set_new(ev, "via", json_string("terminal"));
-        json_object_set_new(ev, "response_ms", json_integer(0));
-        engine_emit(e, ev, NULL);
-    }
-    if (answer == 1 && !e->aborting) {
+    if (choice == 0 && !e->aborting) {
         rerun(e, in, r);
         return;
     }
-    if (answer < 0 && answer != -2)
+    if (choice == -1)
         fprintf(stderr, "irp: %s was interrupted and is not idempotent; it was not run again "
                 "(irp resume --rerun-interrupted runs it)\n", in->id);
     engine_inst_end(e, in, IRP_ST_INTERRUPTED);
@@ -236,27 +225,19 @@ static void rerun_answered(void *arg, int answer)
 
 static void decide_interrupted(irp_engine *e, inst *in, const restored *r)
 {
+    static const char *const yes_no[] = { "yes", "no" };
     if (rerun_unasked(e, in->st->def) && !e->aborting) {
         rerun(e, in, r);
         return;
     }
-    if (e->aborting || !e->o.prompter.ask) {
-        e->open_prompts++;       /* as if asked: rerun_answered counts it off */
-        rerun_answered(in, -1);
+    if (e->aborting) {
+        rerun_answered(e, in, -2, NULL);
         return;
     }
     char q[512];
     snprintf(q, sizeof q, "%s was interrupted (started, never finished). Run it again?", in->id);
-    json_t *ev = engine_event(e, "step.prompted");
-    json_object_set_new(ev, "step", json_string(in->st->def->id));
-    json_object_set_new(ev, "instance", json_string(in->id));
-    json_object_set_new(ev, "about", json_string("rerun"));
-    json_object_set_new(ev, "prompt", json_string(q));
-    json_object_set_new(ev, "choices", json_pack("[ss]", "yes", "no"));
-    engine_emit(e, ev, NULL);
-    e->open_prompts++;
     in->state = IRP_ST_AWAITING_INPUT;
-    e->o.prompter.ask(e->o.prompter.ctx, in->id, q, rerun_answered, in);
+    engine_ask(e, in->st->def->id, in->id, "rerun", q, yes_no, 2, false, rerun_answered, in);
 }
 
 static bool group_alive(long pgid)

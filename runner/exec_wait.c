@@ -8,6 +8,9 @@
 #include "irp/timeutil.h"
 
 extern const irp_executor irp_exec_run;
+extern const irp_executor irp_exec_manual;
+extern const irp_executor irp_exec_notify;
+extern const irp_executor irp_exec_evidence;
 
 typedef struct wait_job {
     irp_timer timer;
@@ -90,6 +93,9 @@ const irp_executor *irp_exec_real(irp_action_kind kind)
     switch (kind) {
     case IRP_ACT_RUN: return &irp_exec_run;
     case IRP_ACT_WAIT: return &exec_wait;
+    case IRP_ACT_MANUAL: return &irp_exec_manual;
+    case IRP_ACT_NOTIFY: return &irp_exec_notify;
+    case IRP_ACT_EVIDENCE: return &irp_exec_evidence;
     default: return NULL;
     }
 }

@@ -328,6 +328,8 @@ struct irp_journal {
     int work_status;
     sync_waiter *waiters;    /* sorted by seq, ties in the order asked */
     bool dispatching;        /* inside callbacks: close() must not free */
+    char *watch;             /* irp_journal_watch: event name, or NULL */
+    json_t *foreign;         /* watched events others wrote, not yet handed over */
     bool closing;            /* close() was called; free when idle */
 };
 
@@ -366,6 +368,8 @@ static void journal_free(irp_journal *j)
     if (j->fd >= 0)
         close(j->fd);
     free(j->dir);
+    free(j->watch);
+    json_decref(j->foreign);
     free(j);
 }
 
@@ -572,6 +576,15 @@ void irp_journal_close(irp_journal *j)
 
 /* ---- append ------------------------------------------------------------ */
 
+static int keep_foreign(void *ctx, const irp_journal_line *line)
+{
+    irp_journal *j = ctx;
+    const char *name = json_string_value(json_object_get(line->ev, "event"));
+    if (name && strcmp(name, j->watch) == 0)
+        json_array_append(j->foreign, line->ev);
+    return 0;
+}
+
 /* Another writer may have appended since this handle last looked: take
  * its lines into the chain.  With the lock held. */
 static int catch_up(irp_journal *j)
@@ -588,7 +601,7 @@ static int catch_up(irp_journal *j)
     if (st.st_size < j->size)
         return IRP_ECORRUPT;    /* someone cut lines this handle has seen */
     reader_init(&r, j->fd, j->size);
-    rc = walk(&r, &j->ch, &j->size, &tail, NULL, NULL, NULL, 0);
+    rc = walk(&r, &j->ch, &j->size, &tail, j->watch ? keep_foreign : NULL, j, NULL, 0);
     reader_release(&r);
     /* Under the lock, a line without newline is from a writer that died
      * inside write(); it never reported the line, so nobody relies on it. */
@@ -935,6 +948,34 @@ int irp_journal_read(const char *path, irp_journal_line_fn fn, void *ctx, bool *
 }
 
 /* ---- accessors --------------------------------------------------------- */
+
+int irp_journal_watch(irp_journal *j, const char *event)
+{
+    free(j->watch);
+    j->watch = strdup(event);
+    if (!j->foreign)
+        j->foreign = json_array();
+    return j->watch && j->foreign ? 0 : IRP_ENOMEM;
+}
+
+int irp_journal_refresh(irp_journal *j, irp_journal_event_fn fn, void *ctx)
+{
+    int rc = lock_file(j->fd, LOCK_EX);
+    if (rc < 0)
+        return rc;
+    rc = catch_up(j);
+    (void)lock_file(j->fd, LOCK_UN);
+    if (!j->foreign || !json_array_size(j->foreign))
+        return rc;
+    json_t *list = j->foreign;
+    j->foreign = json_array();
+    size_t i;
+    json_t *ev;
+    json_array_foreach(list, i, ev)
+        fn(ctx, ev);
+    json_decref(list);
+    return rc;
+}
 
 void irp_journal_set_fsync(irp_journal *j, bool on)
 {

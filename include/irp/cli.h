@@ -41,6 +41,11 @@ int irp_cli_main(int argc, char **argv);
 int irp_cmd_validate(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_run(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_resume(int argc, char **argv, const irp_cli_common *common);
+int irp_cmd_answer(int argc, char **argv, const irp_cli_common *common);
+int irp_cmd_verify(int argc, char **argv, const irp_cli_common *common);
+int irp_cmd_note(int argc, char **argv, const irp_cli_common *common);
+int irp_cmd_status(int argc, char **argv, const irp_cli_common *common);
+int irp_cmd_report(int argc, char **argv, const irp_cli_common *common);
 
 /* Print "irp: " and the message to stderr; returns IRP_EXIT_USAGE. */
 int irp_cli_usage_error(const char *cmd, const char *fmt, ...)

@@ -34,14 +34,18 @@ typedef enum { IRP_RUN_SUCCEEDED, IRP_RUN_FAILED, IRP_RUN_INTERRUPTED } irp_run_
 
 typedef struct irp_engine irp_engine;
 
-/* Asking the operator.  ask() queues a question; the prompter calls cb
- * exactly once, later (never inside ask): answer 1 yes, 0 no, -1 there is
- * no operator to ask (no terminal).  cancel_all() withdraws every open
- * question: their callbacks run with -2. */
-typedef void (*irp_answer_cb)(void *arg, int answer);
+/* Asking the operator.  ask() queues a question with its choices; the
+ * prompter calls cb exactly once, later (never inside ask): with the
+ * index of the choice made and the note typed (NULL for none; borrowed
+ * for the call), -1 when there is no operator to ask (no terminal), or -2
+ * when the question is withdrawn by cancel_all().  A terminal lost after
+ * questions were asked (SIGHUP) keeps them open: `irp answer` answers
+ * them, and withdraw() then takes each back without calling cb. */
+typedef void (*irp_answer_cb)(void *arg, int choice, const char *note);
 typedef struct irp_prompter {
-    void (*ask)(void *ctx, const char *instance, const char *question, irp_answer_cb cb,
-                void *arg);
+    void (*ask)(void *ctx, const char *key, const char *question, const char *const *choices,
+                size_t n, bool want_note, irp_answer_cb cb, void *arg);
+    void (*withdraw)(void *ctx, void *arg);   /* the question asked with arg */
     void (*cancel_all)(void *ctx);
     void *ctx;
 } irp_prompter;

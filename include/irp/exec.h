@@ -23,7 +23,8 @@
 #include "irp/value.h"
 
 typedef enum {
-    IRP_JOB_SUCCEEDED, IRP_JOB_FAILED, IRP_JOB_CANCELLED
+    IRP_JOB_SUCCEEDED, IRP_JOB_FAILED, IRP_JOB_CANCELLED,
+    IRP_JOB_SKIPPED                /* a manual step answered `skip` */
 } irp_job_outcome;
 
 typedef struct irp_job irp_job;
@@ -63,6 +64,17 @@ struct irp_job {
      * is not yet durable on return: it becomes so with the step.finished
      * that follows. */
     int (*emit)(irp_job *job, const char *event, json_t *ev);
+    /* The engine's: ask the operator, on the terminal or through `irp
+     * answer` (journaled as step.prompted / step.answered with `about`
+     * "manual").  cb runs once: the index of the choice and the note
+     * typed (NULL: none), or -1 (nobody to ask; maybe inside ask), or -2
+     * (withdrawn by an abort).  unask() takes the question back (a
+     * timeout) without calling cb. */
+    void (*ask)(irp_job *job, const char *prompt, const char *const *choices, size_t n,
+                void (*cb)(irp_job *job, int choice, const char *note));
+    void (*unask)(irp_job *job);
+    const char *preset_answer;     /* given in advance (--answers), or NULL */
+    const char *preset_note;
     void *engine_data;
 };
 

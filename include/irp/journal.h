@@ -106,6 +106,17 @@ typedef void (*irp_journal_sync_cb)(void *arg, int status);
 int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
                            irp_journal_sync_cb cb, void *arg);
 
+/* Events other processes append to a live run's journal (`irp answer`):
+ * lines whose `event` equals `event` are kept as this handle catches up
+ * with the file (at every append, and at irp_journal_refresh), and handed
+ * over by irp_journal_refresh -- never from inside an append, where the
+ * lock is held.  One event name per handle; the name is copied. */
+int irp_journal_watch(irp_journal *j, const char *event);
+typedef void (*irp_journal_event_fn)(void *ctx, const json_t *ev);
+/* Catch up with lines others appended (under the lock), then call fn for
+ * each watched event kept since the last call, in journal order. */
+int irp_journal_refresh(irp_journal *j, irp_journal_event_fn fn, void *ctx);
+
 /* Turn durability off (benchmarks measuring what fsync costs): syncs then
  * succeed without calling fsync and count every line as durable. */
 void irp_journal_set_fsync(irp_journal *j, bool on);

@@ -1,0 +1,1170 @@
+/* Reports of a run from its journal: Markdown for people, JSON for
+ * machines, JUnit for CI (report.h, docs/reports.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "irp/error.h"
+#include "irp/report.h"
+#include "irp/timeutil.h"
+#include "rundir.h"
+
+/* Longest event detail in the Markdown timeline; the journal has it all. */
+#define DETAIL_MAX 400
+
+static const char *str_of(const json_t *ev, const char *key)
+{
+    return json_string_value(json_object_get(ev, key));
+}
+
+static int64_t int_of(const json_t *ev, const char *key, int64_t dflt)
+{
+    const json_t *v = json_object_get(ev, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+static void time_text(int64_t ms, char buf[IRP_TIME_BUFSZ])
+{
+    if (ms < 0)
+        snprintf(buf, IRP_TIME_BUFSZ, "%s", "");
+    else
+        irp_time_format(ms, buf);
+}
+
+/* A duration with its sign: "+1h30m", "-45s". */
+static void signed_duration(int64_t ms, char *buf, size_t n)
+{
+    char d[24];
+    irp_duration_format(ms < 0 ? -ms : ms, d, sizeof d);
+    snprintf(buf, n, "%c%s", ms < 0 ? '-' : '+', d);
+}
+
+/* Any JSON value as short text: strings as they are, the rest compact. */
+static char *value_text(const json_t *v)
+{
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    if (!v || json_is_null(v))
+        return strdup("");
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+}
+
+/* Strings of a JSON list joined by spaces (argv) or ", ". */
+static void join_list(FILE *f, const json_t *list, const char *sep)
+{
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        char *t = value_text(json_array_get(list, i));
+        fprintf(f, "%s%s", i ? sep : "", t ? t : "");
+        free(t);
+    }
+}
+
+/* ---- what each event says, in a few words --------------------------- */
+
+static void describe_started(FILE *f, const json_t *ev)
+{
+    const json_t *a = json_object_get(ev, "action");
+    fprintf(f, "attempt %lld", (long long)int_of(ev, "attempt", 1));
+    if (json_object_get(a, "argv")) {
+        fputs(": ", f);
+        join_list(f, json_object_get(a, "argv"), " ");
+    } else if (str_of(a, "wait")) {
+        fprintf(f, ": wait %s", str_of(a, "wait"));
+    } else if (str_of(a, "until")) {
+        fprintf(f, ": wait until %s", str_of(a, "until"));
+    } else if (json_is_integer(json_object_get(a, "wait"))) {
+        char d[24];
+        irp_duration_format(int_of(a, "wait", 0), d, sizeof d);
+        fprintf(f, ": wait %s", d);
+    }
+}
+
+static void describe_finished(FILE *f, const json_t *ev)
+{
+    fputs(str_of(ev, "status") ? str_of(ev, "status") : "ended", f);
+    if (int_of(ev, "exit_code", -1) >= 0)
+        fprintf(f, ", exit %lld", (long long)int_of(ev, "exit_code", 0));
+    if (int_of(ev, "signal", 0))
+        fprintf(f, ", signal %lld", (long long)int_of(ev, "signal", 0));
+    if (int_of(ev, "duration_ms", -1) >= 0) {
+        char d[24];
+        irp_duration_format(int_of(ev, "duration_ms", 0), d, sizeof d);
+        fprintf(f, ", after %s", d);
+    }
+    if (str_of(ev, "error"))
+        fprintf(f, ": %s", str_of(ev, "error"));
+}
+
+static void describe_deadline(FILE *f, const json_t *ev)
+{
+    fprintf(f, "%s", str_of(ev, "deadline") ? str_of(ev, "deadline") : "?");
+    if (str_of(ev, "title"))
+        fprintf(f, " (%s)", str_of(ev, "title"));
+    if (str_of(ev, "due"))
+        fprintf(f, ", due %s", str_of(ev, "due"));
+    if (json_is_integer(json_object_get(ev, "margin_ms"))) {
+        char d[32];
+        signed_duration(int_of(ev, "margin_ms", 0), d, sizeof d);
+        fprintf(f, ", margin %s", d);
+    }
+}
+
+static void describe_source(FILE *f, const json_t *src)
+{
+    if (str_of(src, "path")) {
+        fputs(str_of(src, "path"), f);
+    } else if (json_object_get(src, "argv")) {
+        fputs("output of: ", f);
+        join_list(f, json_object_get(src, "argv"), " ");
+    }
+}
+
+static void describe_target(FILE *f, const json_t *t)
+{
+    if (json_is_array(t))
+        join_list(f, t, ", ");
+    else if (json_is_string(t))
+        fputs(json_string_value(t), f);
+}
+
+static void describe_notify(FILE *f, const json_t *ev)
+{
+    fprintf(f, "%s to ", str_of(ev, "via") ? str_of(ev, "via") : "?");
+    describe_target(f, json_object_get(ev, "target"));
+    fputs(json_is_true(json_object_get(ev, "ok")) ? ": ok" : ": failed", f);
+    if (json_object_get(ev, "status")) {
+        char *s = value_text(json_object_get(ev, "status"));
+        fprintf(f, " (status %s)", s ? s : "");
+        free(s);
+    }
+    if (str_of(ev, "error"))
+        fprintf(f, ": %s", str_of(ev, "error"));
+}
+
+/* The event's own fields, less those every line has. */
+static void describe_other(FILE *f, const json_t *ev)
+{
+    static const char *const common[] = { "seq", "ts", "wall", "event", "prev", "step",
+                                          "instance", "attempt", "operator" };
+    json_t *rest = json_copy((json_t *)ev);
+    if (!rest)
+        return;
+    for (size_t i = 0; i < sizeof common / sizeof *common; i++)
+        json_object_del(rest, common[i]);
+    if (json_object_size(rest)) {
+        char *t = json_dumps(rest, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fputs(t ? t : "", f);
+        free(t);
+    }
+    json_decref(rest);
+}
+
+static void describe_run(FILE *f, const char *name, const json_t *ev)
+{
+    if (strcmp(name, "run.started") == 0) {
+        const json_t *pb = json_object_get(ev, "playbook");
+        fprintf(f, "playbook %s, mode %s, host %s, irp %s", str_of(pb, "id") ? str_of(pb, "id") : "?",
+                str_of(ev, "mode") ? str_of(ev, "mode") : "?",
+                str_of(ev, "host") ? str_of(ev, "host") : "?",
+                str_of(ev, "irp_version") ? str_of(ev, "irp_version") : "?");
+    } else if (strcmp(name, "run.finished") == 0) {
+        fputs(str_of(ev, "status") ? str_of(ev, "status") : "?", f);
+        const char *k;
+        const json_t *v;
+        const char *sep = ": ";
+        json_object_foreach((json_t *)json_object_get(ev, "steps"), k, v) {
+            fprintf(f, "%s%lld %s", sep, (long long)json_integer_value(v), k);
+            sep = ", ";
+        }
+    } else if (strcmp(name, "run.interrupted") == 0) {
+        fputs(str_of(ev, "how") ? str_of(ev, "how") : "", f);
+    } else if (strcmp(name, "run.resumed") == 0) {
+        fputs("interrupted: ", f);
+        join_list(f, json_object_get(ev, "interrupted"), ", ");
+        fputs("; run again: ", f);
+        join_list(f, json_object_get(ev, "rerun"), ", ");
+        if (int_of(ev, "dropped_bytes", 0))
+            fprintf(f, "; dropped a cut-off last line of %lld bytes",
+                    (long long)int_of(ev, "dropped_bytes", 0));
+    } else {
+        describe_other(f, ev);
+    }
+}
+
+static void describe_step(FILE *f, const char *name, const json_t *ev)
+{
+    if (strcmp(name, "step.started") == 0) {
+        describe_started(f, ev);
+    } else if (strcmp(name, "step.finished") == 0) {
+        describe_finished(f, ev);
+    } else if (strcmp(name, "step.spawned") == 0) {
+        fprintf(f, "pid %lld", (long long)int_of(ev, "pid", 0));
+    } else if (strcmp(name, "step.retrying") == 0) {
+        char d[24];
+        irp_duration_format(int_of(ev, "delay_ms", 0), d, sizeof d);
+        fprintf(f, "attempt %lld in %s", (long long)int_of(ev, "next_attempt", 0), d);
+    } else if (strcmp(name, "step.skipped") == 0 || strcmp(name, "step.cancelled") == 0) {
+        fputs(str_of(ev, "reason") ? str_of(ev, "reason") : "", f);
+    } else if (strcmp(name, "step.expanded") == 0) {
+        fprintf(f, "%zu items: ", json_array_size(json_object_get(ev, "items")));
+        join_list(f, json_object_get(ev, "items"), ", ");
+    } else if (strcmp(name, "step.prompted") == 0) {
+        fprintf(f, "%s (", str_of(ev, "prompt") ? str_of(ev, "prompt") : "");
+        join_list(f, json_object_get(ev, "choices"), ", ");
+        fputs(")", f);
+    } else if (strcmp(name, "step.answered") == 0) {
+        char d[24];
+        irp_duration_format(int_of(ev, "response_ms", 0), d, sizeof d);
+        fprintf(f, "%s via %s after %s", str_of(ev, "answer") ? str_of(ev, "answer") : "",
+                str_of(ev, "via") ? str_of(ev, "via") : "?", d);
+        if (str_of(ev, "note"))
+            fprintf(f, "; note: %s", str_of(ev, "note"));
+    } else {
+        describe_other(f, ev);
+    }
+}
+
+/* A few words on what an event says (malloc'd; NULL when out of memory). */
+static char *describe(const json_t *ev)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    const char *name = str_of(ev, "event") ? str_of(ev, "event") : "";
+    if (strncmp(name, "step.", 5) == 0) {
+        describe_step(f, name, ev);
+    } else if (strncmp(name, "deadline.", 9) == 0) {
+        describe_deadline(f, ev);
+    } else if (strcmp(name, "note") == 0) {
+        fputs(str_of(ev, "text") ? str_of(ev, "text") : "", f);
+        if (str_of(ev, "at"))
+            fprintf(f, " (happened at %s)", str_of(ev, "at"));
+    } else if (strcmp(name, "evidence.collected") == 0) {
+        fprintf(f, "%s from ", str_of(ev, "item") ? str_of(ev, "item") : "?");
+        describe_source(f, json_object_get(ev, "source"));
+        fprintf(f, ", %lld bytes, SHA-256 %s", (long long)int_of(ev, "size", 0),
+                str_of(ev, "sha256") ? str_of(ev, "sha256") : "?");
+    } else if (strcmp(name, "notify.sent") == 0) {
+        describe_notify(f, ev);
+    } else if (strncmp(name, "run.", 4) == 0) {
+        describe_run(f, name, ev);
+    } else {
+        describe_other(f, ev);
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* ---- Markdown ------------------------------------------------------- */
+
+/* Text in a table cell or heading: characters Markdown or HTML would
+ * read as syntax are escaped, so a title cannot break the table or inject
+ * markup; a newline becomes <br> in a cell and a space in a heading;
+ * other control characters become U+FFFD.  Cut at `max` bytes (0: no
+ * limit), on a character boundary, with an ellipsis. */
+static void md_text_n(FILE *f, const char *s, bool cell, size_t max)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++, n++) {
+        if (max && n >= max && (*p & 0xC0) != 0x80) {
+            fputs("…", f);
+            return;
+        }
+        switch (*p) {
+        case '\\': case '`': case '*': case '_': case '[': case ']': case '|': case '~':
+        case '#':
+            fprintf(f, "\\%c", *p);
+            break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '\n': fputs(cell ? "<br>" : " ", f); break;
+        case '\r': break;
+        case '\t': fputc(' ', f); break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                fputs("\xef\xbf\xbd", f);
+            else
+                fputc(*p, f);
+        }
+    }
+}
+
+static void md_text(FILE *f, const char *s)
+{
+    md_text_n(f, s, true, 0);
+}
+
+/* An identifier in a code span when it is plain (ids, hashes), else as
+ * escaped text. */
+static void md_code(FILE *f, const char *s)
+{
+    if (s && *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                             "0123456789_.:@-[]+/=") == strlen(s))
+        fprintf(f, "`%s`", s);
+    else
+        md_text(f, s);
+}
+
+static void md_time(FILE *f, int64_t ms)
+{
+    char t[IRP_TIME_BUFSZ];
+    time_text(ms, t);
+    fputs(t, f);
+}
+
+static void md_row_kv(FILE *f, const char *key, const char *value, bool code)
+{
+    fprintf(f, "| %s | ", key);
+    if (code)
+        md_code(f, value);
+    else
+        md_text(f, value);
+    fputs(" |\n", f);
+}
+
+static void md_header(FILE *f, const irp_runlog *L)
+{
+    fprintf(f, "**%s**\n\n# ", L->tlp_label);
+    md_text_n(f, L->pb_title ? L->pb_title : L->pb_id ? L->pb_id : "irp run", false, 0);
+    fputs("\n\n| | |\n|---|---|\n", f);
+    md_row_kv(f, "run", L->run_id, true);
+    md_row_kv(f, "playbook", L->pb_id, true);
+    md_row_kv(f, "playbook SHA-256", L->pb_sha256, true);
+    md_row_kv(f, "mode", L->mode, false);
+    md_row_kv(f, "status", L->status ? L->status : "not finished", false);
+    char t[IRP_TIME_BUFSZ];
+    time_text(L->started_ms, t);
+    md_row_kv(f, "started (UTC)", t, false);
+    time_text(L->status ? L->finished_ms : -1, t);
+    md_row_kv(f, "finished (UTC)", t, false);
+    if (L->status && L->finished_ms >= 0 && L->started_ms >= 0) {
+        char d[24];
+        irp_duration_format(L->finished_ms - L->started_ms, d, sizeof d);
+        md_row_kv(f, "duration", d, false);
+    }
+    time_text(L->detected_ms, t);
+    md_row_kv(f, "detected at (UTC)", t, false);
+    md_row_kv(f, "operator", L->operator_name, false);
+    md_row_kv(f, "host", L->host, false);
+    md_row_kv(f, "irp version", L->irp_version, false);
+    fprintf(f, "| journal | %zu lines |\n", L->n_events);
+    md_row_kv(f, "journal head", L->head, true);
+    fputs("\n", f);
+    if (L->damage[0]) {
+        fputs("**Warning: the journal is damaged (", f);
+        md_text(f, L->damage);
+        fputs("). This report covers only the lines before the damage.**\n\n", f);
+    }
+}
+
+static void md_inputs(FILE *f, const irp_runlog *L)
+{
+    fputs("## Inputs\n\n", f);
+    if (!json_object_size(L->inputs)) {
+        fputs("None.\n\n", f);
+        return;
+    }
+    fputs("| input | value |\n|---|---|\n", f);
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)L->inputs, k, v) {
+        char *t = value_text(v);
+        fputs("| ", f);
+        md_code(f, k);
+        fputs(" | ", f);
+        md_text(f, t);
+        fputs(" |\n", f);
+        free(t);
+    }
+    fputs("\n", f);
+}
+
+static void md_operators(FILE *f, const irp_runlog *L)
+{
+    fputs("## Operators\n\n", f);
+    if (!L->n_operators)
+        fputs("None recorded.\n", f);
+    for (size_t i = 0; i < L->n_operators; i++) {
+        const irp_runlog_operator *op = &L->operators[i];
+        fputs("- ", f);
+        md_text(f, op->name);
+        const char *sep = ": ";
+        if (op->roles & IRP_RUNLOG_STARTED) {
+            fprintf(f, "%sstarted the run", sep);
+            sep = ", ";
+        }
+        if (op->answers) {
+            fprintf(f, "%sanswered %zu question%s", sep, op->answers, op->answers == 1 ? "" : "s");
+            sep = ", ";
+        }
+        if (op->notes) {
+            fprintf(f, "%sadded %zu note%s", sep, op->notes, op->notes == 1 ? "" : "s");
+            sep = ", ";
+        }
+        if (op->roles & IRP_RUNLOG_RESUMED)
+            fprintf(f, "%sresumed the run", sep);
+        fputs("\n", f);
+    }
+    fputs("\n", f);
+}
+
+static void md_duration_cell(FILE *f, int64_t start, int64_t end)
+{
+    char d[24] = "";
+    if (start >= 0 && end >= start)
+        irp_duration_format(end - start, d, sizeof d);
+    fprintf(f, " %s |", d);
+}
+
+/* Why an instance ended as it did: its last attempt's error or exit. */
+static void md_inst_detail(FILE *f, const irp_runlog_instance *in)
+{
+    if (in->reason) {
+        md_text(f, in->reason);
+        return;
+    }
+    if (!in->n_attempts)
+        return;
+    const irp_runlog_attempt *a = &in->attempts[in->n_attempts - 1];
+    if (a->error)
+        md_text(f, a->error);
+    else if (a->signal)
+        fprintf(f, "signal %lld", (long long)a->signal);
+    else if (a->exit_code > 0 || (a->exit_code == 0 && in->state != IRP_ST_SUCCEEDED))
+        fprintf(f, "exit %lld", (long long)a->exit_code);
+}
+
+static void md_steps(FILE *f, const irp_runlog *L)
+{
+    /* The outcome table keeps to two columns: scripts read it. */
+    fputs("## Outcome\n\n| step | status |\n|---|---|\n", f);
+    for (size_t i = 0; i < L->n_steps; i++) {
+        const char *id = L->steps[i].id;
+        fputs("| ", f);
+        if (strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(id))
+            fputs(id, f);
+        else
+            md_text(f, id);
+        fprintf(f, " | %s |\n", irp_state_name(L->steps[i].state));
+    }
+    fputs("\n## Steps\n\n| step / instance | title | phase | status | attempts | started (UTC) "
+          "| finished (UTC) | duration | detail |\n|---|---|---|---|---|---|---|---|---|\n", f);
+    for (size_t i = 0; i < L->n_steps; i++) {
+        const irp_runlog_step *st = &L->steps[i];
+        bool single = !st->has_for_each && st->n_insts == 1;
+        fputs("| ", f);
+        md_code(f, st->id);
+        fputs(" | ", f);
+        md_text(f, st->title);
+        fprintf(f, " | %s%s | %s | ", st->phase, st->is_finally ? (*st->phase ? ", finally" : "finally") : "",
+                irp_state_name(st->state));
+        if (single)
+            fprintf(f, "%zu", st->insts[0].n_attempts);
+        fputs(" | ", f);
+        md_time(f, st->started_ms);
+        fputs(" | ", f);
+        md_time(f, irp_state_ended(st->state) ? st->finished_ms : -1);
+        fputs(" |", f);
+        md_duration_cell(f, st->started_ms, irp_state_ended(st->state) ? st->finished_ms : -1);
+        fputs(" ", f);
+        if (st->reason)
+            md_text(f, st->reason);
+        else if (single)
+            md_inst_detail(f, &st->insts[0]);
+        fputs(" |\n", f);
+        for (size_t k = 0; !single && k < st->n_insts; k++) {
+            const irp_runlog_instance *in = &st->insts[k];
+            fputs("| ↳ ", f);
+            md_code(f, in->id);
+            fprintf(f, " | | | %s | %zu | ", irp_state_name(in->state), in->n_attempts);
+            md_time(f, in->started_ms);
+            fputs(" | ", f);
+            md_time(f, irp_state_ended(in->state) ? in->finished_ms : -1);
+            fputs(" |", f);
+            md_duration_cell(f, in->started_ms, irp_state_ended(in->state) ? in->finished_ms : -1);
+            fputs(" ", f);
+            md_inst_detail(f, in);
+            fputs(" |\n", f);
+        }
+    }
+    fputs("\n", f);
+}
+
+static void md_timeline(FILE *f, const irp_runlog *L)
+{
+    fputs("## Timeline\n\n| time (UTC) | T+ | step / instance | event | who | detail |\n"
+          "|---|---|---|---|---|---|\n", f);
+    for (size_t i = 0; i < L->n_events; i++) {
+        const json_t *ev = L->events[i];
+        const char *ts = str_of(ev, "ts");
+        int64_t ms = -1;
+        if (ts && irp_time_parse(ts, strlen(ts), &ms) != 0)
+            ms = -1;
+        char off[40] = "";
+        if (ms >= 0 && L->started_ms >= 0)
+            irp_runlog_offset(ms - L->started_ms, off, sizeof off);
+        fputs("| ", f);
+        md_text(f, ts);
+        fprintf(f, " | %s | ", off);
+        const char *who = str_of(ev, "instance") ? str_of(ev, "instance") : str_of(ev, "step");
+        if (who)
+            md_code(f, who);
+        fputs(" | ", f);
+        md_text(f, str_of(ev, "event"));
+        fputs(" | ", f);
+        md_text(f, str_of(ev, "operator") ? str_of(ev, "operator") : str_of(ev, "collector"));
+        fputs(" | ", f);
+        char *d = describe(ev);
+        md_text_n(f, d, true, DETAIL_MAX);
+        free(d);
+        fputs(" |\n", f);
+    }
+    fputs("\n", f);
+}
+
+static void md_deadlines(FILE *f, const irp_runlog *L)
+{
+    if (!L->n_deadlines)
+        return;
+    fputs("## Deadlines\n\n| deadline | title | from | due (UTC) | status | margin |\n"
+          "|---|---|---|---|---|---|\n", f);
+    for (size_t i = 0; i < L->n_deadlines; i++) {
+        const irp_runlog_deadline *d = &L->deadlines[i];
+        fputs("| ", f);
+        md_code(f, d->id);
+        fputs(" | ", f);
+        md_text(f, d->title);
+        fputs(" | ", f);
+        md_text(f, d->from);
+        fputs(" | ", f);
+        md_time(f, d->due_ms);
+        fprintf(f, " | %s | ", d->status);
+        int64_t ms;
+        /* "now" is the journal's last line, so the text stays the same
+         * however late it is made. */
+        if (irp_runlog_remaining(L, d, L->last_ms, &ms)) {
+            char m[32];
+            signed_duration(ms, m, sizeof m);
+            fputs(m, f);
+            if (strcmp(d->status, "met") == 0)
+                fputs(ms >= 0 ? " before due" : " late", f);
+            else if (strcmp(d->status, "missed") == 0 || ms < 0)
+                fputs(" (past due)", f);
+            else
+                fputs(" left", f);
+        }
+        fputs(" |\n", f);
+    }
+    fputs("\n", f);
+}
+
+static void md_decisions(FILE *f, const irp_runlog *L)
+{
+    if (!L->n_prompts)
+        return;
+    fputs("## Decisions\n\n| asked (UTC) | step / instance | question | answer | by | via "
+          "| response time | note |\n|---|---|---|---|---|---|---|---|\n", f);
+    for (size_t i = 0; i < L->n_prompts; i++) {
+        const irp_runlog_prompt *p = &L->prompts[i];
+        fputs("| ", f);
+        md_time(f, p->asked_ms);
+        fputs(" | ", f);
+        md_code(f, p->instance ? p->instance : p->step);
+        fputs(" | ", f);
+        md_text(f, str_of(p->asked, "prompt"));
+        fputs(" | ", f);
+        if (p->answered) {
+            md_text(f, str_of(p->answered, "answer"));
+            fputs(" | ", f);
+            md_text(f, str_of(p->answered, "operator"));
+            fputs(" | ", f);
+            md_text(f, str_of(p->answered, "via"));
+            char d[24] = "";
+            if (json_is_integer(json_object_get(p->answered, "response_ms")))
+                irp_duration_format(int_of(p->answered, "response_ms", 0), d, sizeof d);
+            fprintf(f, " | %s | ", d);
+            md_text(f, str_of(p->answered, "note"));
+        } else {
+            fprintf(f, "(%s) | | | | ", p->withdrawn ? "withdrawn" : "open");
+        }
+        fputs(" |\n", f);
+    }
+    fputs("\n", f);
+}
+
+static void md_notes(FILE *f, const irp_runlog *L)
+{
+    if (!L->n_notes)
+        return;
+    fputs("## Notes\n\n| recorded (UTC) | happened (UTC) | by | note |\n|---|---|---|---|\n", f);
+    for (size_t i = 0; i < L->n_notes; i++) {
+        const json_t *n = L->notes[i];
+        fputs("| ", f);
+        md_text(f, str_of(n, "ts"));
+        fputs(" | ", f);
+        md_text(f, str_of(n, "at"));
+        fputs(" | ", f);
+        md_text(f, str_of(n, "operator"));
+        fputs(" | ", f);
+        md_text(f, str_of(n, "text"));
+        fputs(" |\n", f);
+    }
+    fputs("\n", f);
+}
+
+static void md_evidence(FILE *f, const irp_runlog *L)
+{
+    if (!L->n_evidence)
+        return;
+    fputs("## Evidence (chain of custody)\n\n| item | source | SHA-256 | size (bytes) "
+          "| source mtime (UTC) | collected (UTC) | by | step / instance | file |\n"
+          "|---|---|---|---|---|---|---|---|---|\n", f);
+    for (size_t i = 0; i < L->n_evidence; i++) {
+        const json_t *e = L->evidence[i];
+        char *src = NULL;
+        size_t len = 0;
+        FILE *s = open_memstream(&src, &len);
+        if (s) {
+            describe_source(s, json_object_get(e, "source"));
+            fclose(s);
+        }
+        fputs("| ", f);
+        md_text(f, str_of(e, "item"));
+        fputs(" | ", f);
+        md_text(f, src);
+        free(src);
+        fputs(" | ", f);
+        md_code(f, str_of(e, "sha256"));
+        fprintf(f, " | %lld | ", (long long)int_of(e, "size", 0));
+        md_text(f, str_of(e, "mtime"));
+        fputs(" | ", f);
+        md_text(f, str_of(e, "ts"));
+        fputs(" | ", f);
+        md_text(f, str_of(e, "collector"));
+        fputs(" | ", f);
+        md_code(f, str_of(e, "instance") ? str_of(e, "instance") : str_of(e, "step"));
+        fputs(" | ", f);
+        md_code(f, str_of(e, "path"));
+        fputs(" |\n", f);
+    }
+    fputs("\n", f);
+}
+
+static void md_notifications(FILE *f, const irp_runlog *L)
+{
+    if (!L->n_notifications)
+        return;
+    fputs("## Notifications\n\n| sent (UTC) | step / instance | attempt | via | to | result "
+          "| idempotency key | response |\n|---|---|---|---|---|---|---|---|\n", f);
+    for (size_t i = 0; i < L->n_notifications; i++) {
+        const json_t *e = L->notifications[i];
+        char *to = NULL, *res = value_text(json_object_get(e, "status"));
+        size_t len = 0;
+        FILE *s = open_memstream(&to, &len);
+        if (s) {
+            describe_target(s, json_object_get(e, "target"));
+            fclose(s);
+        }
+        fputs("| ", f);
+        md_text(f, str_of(e, "ts"));
+        fputs(" | ", f);
+        md_code(f, str_of(e, "instance") ? str_of(e, "instance") : str_of(e, "step"));
+        fprintf(f, " | %lld | ", (long long)int_of(e, "attempt", 1));
+        md_text(f, str_of(e, "via"));
+        fputs(" | ", f);
+        md_text(f, to);
+        fprintf(f, " | %s", json_is_true(json_object_get(e, "ok")) ? "ok" : "failed");
+        if (res && *res) {
+            fputs(" (status ", f);
+            md_text(f, res);
+            fputs(")", f);
+        }
+        if (str_of(e, "error")) {
+            fputs(": ", f);
+            md_text(f, str_of(e, "error"));
+        }
+        fputs(" | ", f);
+        md_code(f, str_of(e, "idempotency_key"));
+        fputs(" | ", f);
+        md_text_n(f, str_of(e, "response"), true, DETAIL_MAX);
+        fputs(" |\n", f);
+        free(to);
+        free(res);
+    }
+    fputs("\n", f);
+}
+
+static void render_md(FILE *f, const irp_runlog *L)
+{
+    md_header(f, L);
+    md_inputs(f, L);
+    md_operators(f, L);
+    md_steps(f, L);
+    md_deadlines(f, L);
+    md_decisions(f, L);
+    md_notes(f, L);
+    md_evidence(f, L);
+    md_notifications(f, L);
+    md_timeline(f, L);
+    fprintf(f, "---\n\n%s. Journal head `%s` after %zu lines: write it down elsewhere; "
+               "`irp verify RUN_DIR --head %s` proves the record up to it was not changed.\n",
+            L->tlp_label, L->head, L->n_events, L->head);
+}
+
+/* ---- JSON ----------------------------------------------------------- */
+
+static json_t *jtime(int64_t ms)
+{
+    char t[IRP_TIME_BUFSZ];
+    if (ms < 0)
+        return json_null();
+    irp_time_format(ms, t);
+    return json_string(t);
+}
+
+static json_t *jstr(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+static json_t *jcopy(const json_t *v)
+{
+    return v ? json_deep_copy(v) : json_null();
+}
+
+static json_t *jduration(int64_t start, int64_t end)
+{
+    return start >= 0 && end >= start ? json_integer(end - start) : json_null();
+}
+
+static json_t *json_attempt(const irp_runlog_attempt *a)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "attempt", json_integer(a->number));
+    json_object_set_new(o, "status", jstr(a->status ? a->status : a->started ? "running" : NULL));
+    json_object_set_new(o, "started_at", jtime(a->started_ms));
+    json_object_set_new(o, "finished_at", jtime(a->finished_ms));
+    json_object_set_new(o, "duration_ms", a->duration_ms >= 0 ? json_integer(a->duration_ms)
+                                                              : json_null());
+    json_object_set_new(o, "exit_code", a->exit_code >= 0 ? json_integer(a->exit_code)
+                                                          : json_null());
+    json_object_set_new(o, "signal", a->signal ? json_integer(a->signal) : json_null());
+    json_object_set_new(o, "pid", a->pid ? json_integer(a->pid) : json_null());
+    json_object_set_new(o, "error", jstr(a->error));
+    json_object_set_new(o, "action", jcopy(json_object_get(a->started, "action")));
+    json_object_set_new(o, "outputs", jcopy(json_object_get(a->finished, "outputs")));
+    json_object_set_new(o, "log_sha256", jstr(str_of(a->finished, "log_sha256")));
+    return o;
+}
+
+static json_t *json_instance(const irp_runlog_instance *in)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(in->id));
+    json_object_set_new(o, "index", json_integer((json_int_t)in->index));
+    json_object_set_new(o, "item", jcopy(in->item));
+    json_object_set_new(o, "status", json_string(irp_state_name(in->state)));
+    json_object_set_new(o, "reason", jstr(in->reason));
+    json_object_set_new(o, "started_at", jtime(in->started_ms));
+    int64_t end = irp_state_ended(in->state) ? in->finished_ms : -1;
+    json_object_set_new(o, "finished_at", jtime(end));
+    json_object_set_new(o, "duration_ms", jduration(in->started_ms, end));
+    json_t *atts = json_array();
+    for (size_t i = 0; i < in->n_attempts; i++)
+        json_array_append_new(atts, json_attempt(&in->attempts[i]));
+    json_object_set_new(o, "attempts", atts);
+    return o;
+}
+
+static json_t *json_step(const irp_runlog_step *st)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(st->id));
+    json_object_set_new(o, "title", json_string(st->title));
+    json_object_set_new(o, "phase", *st->phase ? json_string(st->phase) : json_null());
+    json_object_set_new(o, "finally", json_boolean(st->is_finally));
+    json_object_set_new(o, "status", json_string(irp_state_name(st->state)));
+    json_object_set_new(o, "reason", jstr(st->reason));
+    json_object_set_new(o, "started_at", jtime(st->started_ms));
+    int64_t end = irp_state_ended(st->state) ? st->finished_ms : -1;
+    json_object_set_new(o, "finished_at", jtime(end));
+    json_object_set_new(o, "duration_ms", jduration(st->started_ms, end));
+    json_object_set_new(o, "items", jcopy(st->items));
+    json_t *insts = json_array();
+    for (size_t i = 0; i < st->n_insts; i++)
+        json_array_append_new(insts, json_instance(&st->insts[i]));
+    json_object_set_new(o, "instances", insts);
+    return o;
+}
+
+static json_t *json_deadline(const irp_runlog *L, const irp_runlog_deadline *d)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(d->id));
+    json_object_set_new(o, "title", jstr(d->title));
+    json_object_set_new(o, "from", jstr(d->from));
+    json_object_set_new(o, "within_ms", d->within_ms >= 0 ? json_integer(d->within_ms)
+                                                          : json_null());
+    json_object_set_new(o, "due", jtime(d->due_ms));
+    json_object_set_new(o, "status", json_string(d->status));
+    json_object_set_new(o, "margin_ms", d->has_margin ? json_integer(d->margin_ms) : json_null());
+    int64_t ms;
+    json_object_set_new(o, "remaining_ms", irp_runlog_remaining(L, d, L->last_ms, &ms)
+                                               ? json_integer(ms) : json_null());
+    json_object_set_new(o, "warned_at", jtime(d->warned_ms));
+    json_object_set_new(o, "ended_at", jtime(d->ended_ms));
+    return o;
+}
+
+static json_t *json_prompt(const irp_runlog_prompt *p)
+{
+    json_t *o = json_object();
+    const json_t *a = p->answered;
+    json_object_set_new(o, "step", json_string(p->step));
+    json_object_set_new(o, "instance", jstr(p->instance));
+    json_object_set_new(o, "prompt", jstr(str_of(p->asked, "prompt")));
+    json_object_set_new(o, "choices", jcopy(json_object_get(p->asked, "choices")));
+    json_object_set_new(o, "status", json_string(a ? "answered" : p->withdrawn ? "withdrawn"
+                                                                                : "open"));
+    json_object_set_new(o, "asked_at", jtime(p->asked_ms));
+    json_object_set_new(o, "answered_at", jtime(a ? p->answered_ms : -1));
+    json_object_set_new(o, "answer", jstr(str_of(a, "answer")));
+    json_object_set_new(o, "note", jstr(str_of(a, "note")));
+    json_object_set_new(o, "operator", jstr(str_of(a, "operator")));
+    json_object_set_new(o, "via", jstr(str_of(a, "via")));
+    json_object_set_new(o, "response_ms", jcopy(json_object_get(a, "response_ms")));
+    return o;
+}
+
+static json_t *json_events(const json_t *const *evs, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_deep_copy(evs[i]));
+    return arr;
+}
+
+static json_t *json_operators(const irp_runlog *L)
+{
+    static const char *const roles[] = { "started", "answered", "noted", "resumed" };
+    json_t *arr = json_array();
+    for (size_t i = 0; i < L->n_operators; i++) {
+        const irp_runlog_operator *op = &L->operators[i];
+        json_t *r = json_array();
+        for (unsigned k = 0; k < 4; k++)
+            if (op->roles & (1u << k))
+                json_array_append_new(r, json_string(roles[k]));
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:I, s:I}", "name", op->name, "roles", r,
+                                             "answers", (json_int_t)op->answers, "notes",
+                                             (json_int_t)op->notes));
+    }
+    return arr;
+}
+
+static json_t *json_report(const irp_runlog *L)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "format", json_integer(1));
+    json_object_set_new(o, "tlp", jstr(L->pb_tlp));
+    json_object_set_new(o, "tlp_label", json_string(L->tlp_label));
+    json_t *run = json_object();
+    json_object_set_new(run, "id", jstr(L->run_id));
+    json_object_set_new(run, "mode", jstr(L->mode));
+    json_object_set_new(run, "status", jstr(L->status));
+    json_object_set_new(run, "started_at", jtime(L->started_ms));
+    json_object_set_new(run, "finished_at", jtime(L->status ? L->finished_ms : -1));
+    json_object_set_new(run, "detected_at", jtime(L->detected_ms));
+    json_object_set_new(run, "operator", jstr(L->operator_name));
+    json_object_set_new(run, "host", jstr(L->host));
+    json_object_set_new(run, "irp_version", jstr(L->irp_version));
+    json_object_set_new(run, "jobs", jcopy(json_object_get(L->started, "jobs")));
+    json_object_set_new(run, "counts", jcopy(L->counts));
+    json_object_set_new(o, "run", run);
+    json_object_set_new(o, "playbook", jcopy(json_object_get(L->started, "playbook")));
+    json_object_set_new(o, "inputs", jcopy(L->inputs));
+    json_object_set_new(o, "operators", json_operators(L));
+    json_t *steps = json_array();
+    for (size_t i = 0; i < L->n_steps; i++)
+        json_array_append_new(steps, json_step(&L->steps[i]));
+    json_object_set_new(o, "steps", steps);
+    json_t *dl = json_array();
+    for (size_t i = 0; i < L->n_deadlines; i++)
+        json_array_append_new(dl, json_deadline(L, &L->deadlines[i]));
+    json_object_set_new(o, "deadlines", dl);
+    json_t *pr = json_array();
+    for (size_t i = 0; i < L->n_prompts; i++)
+        json_array_append_new(pr, json_prompt(&L->prompts[i]));
+    json_object_set_new(o, "decisions", pr);
+    json_object_set_new(o, "notes", json_events(L->notes, L->n_notes));
+    json_object_set_new(o, "evidence", json_events(L->evidence, L->n_evidence));
+    json_object_set_new(o, "notifications", json_events(L->notifications, L->n_notifications));
+    json_object_set_new(o, "events", json_events((const json_t *const *)L->events, L->n_events));
+    json_object_set_new(o, "head", json_string(L->head));
+    json_object_set_new(o, "lines", json_integer((json_int_t)L->n_events));
+    json_object_set_new(o, "damage", L->damage[0] ? json_string(L->damage) : json_null());
+    return o;
+}
+
+/* ---- JUnit ---------------------------------------------------------- */
+
+/* XML 1.0 text or attribute value: markup characters as entities, line
+ * breaks and tabs as character references (attribute values would fold
+ * them), and characters XML forbids (C0 controls, U+FFFE, U+FFFF) as
+ * U+FFFD.  Input is UTF-8 (jansson guarantees it). */
+static void xml_text(FILE *f, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        switch (*p) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&apos;", f); break;
+        case '\n': fputs("&#10;", f); break;
+        case '\r': fputs("&#13;", f); break;
+        case '\t': fputs("&#9;", f); break;
+        default:
+            if (*p < 0x20) {
+                fputs("\xef\xbf\xbd", f);
+            } else if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
+                fputs("\xef\xbf\xbd", f);
+                p += 2;
+            } else {
+                fputc(*p, f);
+            }
+        }
+    }
+}
+
+static void xml_attr(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, " %s=\"", name);
+    xml_text(f, value);
+    fputs("\"", f);
+}
+
+static void xml_property(FILE *f, const char *name, const char *value)
+{
+    fputs("    <property", f);
+    xml_attr(f, "name", name);
+    xml_attr(f, "value", value ? value : "");
+    fputs("/>\n", f);
+}
+
+typedef struct junit_case {
+    const char *name;
+    irp_state state;
+    int64_t started_ms, finished_ms;
+    const char *detail;          /* reason or error */
+    const irp_runlog_instance *in;
+} junit_case;
+
+/* c: tests, failures, errors, skipped */
+static void junit_case_write(FILE *f, const irp_runlog *L, const junit_case *c, size_t counts[4])
+{
+    bool failed = c->state == IRP_ST_FAILED || c->state == IRP_ST_TIMED_OUT;
+    bool error = c->state == IRP_ST_INTERRUPTED;
+    bool skipped = c->state == IRP_ST_SKIPPED || c->state == IRP_ST_CANCELLED ||
+                   !irp_state_ended(c->state);
+    counts[0]++;
+    counts[1] += failed;
+    counts[2] += error;
+    counts[3] += skipped;
+    fputs("  <testcase", f);
+    xml_attr(f, "classname", L->pb_id ? L->pb_id : "");
+    xml_attr(f, "name", c->name);
+    int64_t end = irp_state_ended(c->state) ? c->finished_ms : -1;
+    int64_t ms = c->started_ms >= 0 && end >= c->started_ms ? end - c->started_ms : 0;
+    fprintf(f, " time=\"%lld.%03lld\"", (long long)(ms / 1000), (long long)(ms % 1000));
+    if (!failed && !error && !skipped) {
+        fputs("/>\n", f);
+        return;
+    }
+    const char *state = irp_state_name(c->state);
+    const irp_runlog_attempt *last = c->in && c->in->n_attempts
+                                         ? &c->in->attempts[c->in->n_attempts - 1] : NULL;
+    char msg[600];
+    if (skipped)
+        snprintf(msg, sizeof msg, "%s%s%s%s", irp_state_ended(c->state) ? "" : "not finished: ",
+                 state, c->detail ? ": " : "", c->detail ? c->detail : "");
+    else if (c->detail)
+        snprintf(msg, sizeof msg, "%s: %s", state, c->detail);
+    else if (last && last->exit_code >= 0)
+        snprintf(msg, sizeof msg, "%s: exit %lld", state, (long long)last->exit_code);
+    else
+        snprintf(msg, sizeof msg, "%s", state);
+    const char *el = failed ? "failure" : error ? "error" : "skipped";
+    fprintf(f, ">\n    <%s", el);
+    xml_attr(f, "message", msg);
+    if (!skipped)
+        xml_attr(f, "type", state);
+    fputs(">", f);
+    if (last)
+        fprintf(f, "%s after %zu attempt%s", state, c->in->n_attempts,
+                c->in->n_attempts == 1 ? "" : "s");
+    else
+        fputs(state, f);
+    if (c->detail) {
+        fputs(": ", f);
+        xml_text(f, c->detail);
+    }
+    fprintf(f, "</%s>\n  </testcase>\n", el);
+}
+
+static void junit_cases(FILE *f, const irp_runlog *L, size_t counts[4])
+{
+    for (size_t i = 0; i < L->n_steps; i++) {
+        const irp_runlog_step *st = &L->steps[i];
+        if (!st->n_insts) {
+            junit_case jc = { st->id, st->state, st->started_ms, st->finished_ms, st->reason, NULL };
+            junit_case_write(f, L, &jc, counts);
+        }
+        for (size_t k = 0; k < st->n_insts; k++) {
+            const irp_runlog_instance *in = &st->insts[k];
+            const char *why = in->reason;
+            if (!why && in->n_attempts)
+                why = in->attempts[in->n_attempts - 1].error;
+            if (!why && st->ended_as_whole)
+                why = st->reason;
+            irp_state s = in->state;
+            /* An instance the step's end overtook (a whole-step event)
+             * takes the step's state. */
+            if (!irp_state_ended(s) && st->ended_as_whole)
+                s = st->state;
+            junit_case jc = { in->id, s, in->started_ms,
+                              irp_state_ended(in->state) ? in->finished_ms : st->finished_ms, why,
+                              in };
+            junit_case_write(f, L, &jc, counts);
+        }
+    }
+}
+
+static int render_junit(FILE *f, const irp_runlog *L)
+{
+    /* The cases first, so the suite's counts are those of what is written. */
+    size_t c[4] = { 0, 0, 0, 0 }, len = 0;
+    char *cases = NULL;
+    FILE *cf = open_memstream(&cases, &len);
+    if (!cf)
+        return IRP_ENOMEM;
+    junit_cases(cf, L, c);
+    if (fclose(cf) != 0) {
+        free(cases);
+        return IRP_ENOMEM;
+    }
+    int64_t end = L->status ? L->finished_ms : L->last_ms;
+    int64_t ms = L->started_ms >= 0 && end >= L->started_ms ? end - L->started_ms : 0;
+    char ts[IRP_TIME_BUFSZ] = "";
+    time_text(L->started_ms, ts);
+    ts[19] = '\0';   /* JUnit's timestamp: no fraction, no zone (UTC) */
+    fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite", f);
+    xml_attr(f, "name", L->run_id ? L->run_id : "");
+    fprintf(f, " tests=\"%zu\" failures=\"%zu\" errors=\"%zu\" skipped=\"%zu\"", c[0], c[1],
+            c[2], c[3]);
+    fprintf(f, " time=\"%lld.%03lld\"", (long long)(ms / 1000), (long long)(ms % 1000));
+    if (ts[0])
+        xml_attr(f, "timestamp", ts);
+    xml_attr(f, "hostname", L->host ? L->host : "");
+    fputs(">\n  <properties>\n", f);
+    xml_property(f, "tlp", L->tlp_label);
+    xml_property(f, "run_id", L->run_id);
+    xml_property(f, "mode", L->mode);
+    xml_property(f, "status", L->status ? L->status : "not finished");
+    xml_property(f, "playbook_id", L->pb_id);
+    xml_property(f, "playbook_title", L->pb_title);
+    xml_property(f, "playbook_sha256", L->pb_sha256);
+    xml_property(f, "operator", L->operator_name);
+    xml_property(f, "journal_head", L->head);
+    char n[32];
+    snprintf(n, sizeof n, "%zu", L->n_events);
+    xml_property(f, "journal_lines", n);
+    fputs("  </properties>\n", f);
+    fwrite(cases, 1, len, f);
+    free(cases);
+    fputs("</testsuite>\n", f);
+    return 0;
+}
+
+/* ---- entry points --------------------------------------------------- */
+
+int irp_report_format_parse(const char *name, irp_report_format *out)
+{
+    static const char *const names[] = { "md", "json", "junit" };
+    for (int i = 0; i < 3; i++)
+        if (name && strcmp(name, names[i]) == 0) {
+            *out = (irp_report_format)i;
+            return 0;
+        }
+    if (name && strcmp(name, "markdown") == 0) {
+        *out = IRP_REPORT_MD;
+        return 0;
+    }
+    return IRP_EINVAL;
+}
+
+int irp_report_render(const irp_runlog *log, irp_report_format fmt, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (fmt == IRP_REPORT_JSON) {
+        json_t *o = json_report(log);
+        char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(o);
+        if (!text)
+            return IRP_ENOMEM;
+        /* A newline at the end, as for every text file. */
+        size_t n = strlen(text);
+        char *t = realloc(text, n + 2);
+        if (!t) {
+            free(text);
+            return IRP_ENOMEM;
+        }
+        t[n] = '\n';
+        t[n + 1] = '\0';
+        *out = t;
+        *len = n + 1;
+        return 0;
+    }
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f)
+        return IRP_ENOMEM;
+    int rc = 0;
+    if (fmt == IRP_REPORT_JUNIT)
+        rc = render_junit(f, log);
+    else
+        render_md(f, log);
+    bool bad = rc || ferror(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        free(buf);
+        return IRP_ENOMEM;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int irp_report_save(const char *run_dir, char *err, size_t errlen)
+{
+    irp_runlog *log = NULL;
+    int rc = irp_runlog_load(run_dir, &log, err, errlen);
+    if (rc && !log)
+        return rc;
+    char *md = NULL;
+    size_t len = 0;
+    rc = irp_report_render(log, IRP_REPORT_MD, &md, &len);
+    irp_runlog_free(log);
+    if (!rc)
+        rc = rundir_write(run_dir, "report.md", md, len);
+    if (rc)
+        snprintf(err, errlen, "cannot write %s/report.md: %s", run_dir, irp_strerror(rc));
+    free(md);
+    return rc;
+}

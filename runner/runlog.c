@@ -1,0 +1,795 @@
+/* A run rebuilt from its journal: replay every event into steps,
+ * instances, attempts, prompts, deadlines and the rest (runlog.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "irp/diag.h"
+#include "irp/error.h"
+#include "irp/model.h"
+#include "irp/runlog.h"
+#include "irp/timeutil.h"
+
+/* ---- small helpers -------------------------------------------------- */
+
+static const char *str_of(const json_t *ev, const char *key)
+{
+    return json_string_value(json_object_get(ev, key));
+}
+
+static int64_t int_of(const json_t *ev, const char *key, int64_t dflt)
+{
+    const json_t *v = json_object_get(ev, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+static int64_t time_of(const json_t *ev, const char *key)
+{
+    const char *s = str_of(ev, key);
+    int64_t ms;
+    return s && irp_time_parse(s, strlen(s), &ms) == 0 ? ms : -1;
+}
+
+/* Grow *arr (elements of `size` bytes) so one more fits; zeroes the new
+ * element.  Returns it, or NULL when out of memory. */
+static void *push(void *arr_p, size_t *n, size_t *cap, size_t size)
+{
+    void **arr = arr_p;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        void *p = realloc(*arr, ncap * size);
+        if (!p)
+            return NULL;
+        *arr = p;
+        *cap = ncap;
+    }
+    void *el = (char *)*arr + (*n)++ * size;
+    memset(el, 0, size);
+    return el;
+}
+
+static int parse_state(const char *s, irp_state *out)
+{
+    for (int i = IRP_ST_PENDING; s && i <= IRP_ST_INTERRUPTED; i++)
+        if (strcmp(s, irp_state_name((irp_state)i)) == 0) {
+            *out = (irp_state)i;
+            return 0;
+        }
+    return IRP_EINVAL;
+}
+
+/* ---- reading the journal -------------------------------------------- */
+
+typedef struct reader {
+    irp_runlog *log;
+    size_t cap;
+} reader;
+
+static int on_line(void *ctx, const irp_journal_line *line)
+{
+    reader *r = ctx;
+    irp_runlog *L = r->log;
+    if (L->n_events >= IRP_RUNLOG_MAX_EVENTS)
+        return IRP_ELIMIT;
+    if (L->n_events == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 256;
+        json_t **p = realloc(L->events, ncap * sizeof *p);
+        if (!p)
+            return IRP_ENOMEM;
+        L->events = p;
+        r->cap = ncap;
+    }
+    L->events[L->n_events++] = json_incref(line->ev);
+    memcpy(L->head, line->hash, sizeof L->head);
+    return 0;
+}
+
+/* ---- the model ------------------------------------------------------ */
+
+/* id → position, in a jansson object used as a hash table. */
+static int index_put(json_t **index, const char *id, size_t pos)
+{
+    if (!*index && !(*index = json_object()))
+        return IRP_ENOMEM;
+    return json_object_set_new(*index, id, json_integer((json_int_t)pos)) ? IRP_ENOMEM : 0;
+}
+
+static long index_get(const json_t *index, const char *id)
+{
+    const json_t *v = json_object_get(index, id);
+    return v ? (long)json_integer_value(v) : -1;
+}
+
+static irp_runlog_step *add_step(irp_runlog *L, const char *id)
+{
+    irp_runlog_step *st = push(&L->steps, &L->n_steps, &L->cap_steps, sizeof *st);
+    if (!st)
+        return NULL;
+    st->id = strdup(id);
+    st->title = strdup(id);
+    st->phase = "";
+    st->started_ms = st->finished_ms = -1;
+    if (!st->id || !st->title || index_put(&L->step_index, id, L->n_steps - 1)) {
+        free(st->id);
+        free(st->title);
+        L->n_steps--;
+        return NULL;
+    }
+    return st;
+}
+
+static irp_runlog_step *find_step(const irp_runlog *L, const char *id)
+{
+    long i = index_get(L->step_index, id);
+    return i >= 0 ? &L->steps[i] : NULL;
+}
+
+const irp_runlog_step *irp_runlog_step_get(const irp_runlog *log, const char *id)
+{
+    return id ? find_step(log, id) : NULL;
+}
+
+static irp_runlog_step *step_of(irp_runlog *L, const char *id)
+{
+    irp_runlog_step *st = find_step(L, id);
+    return st ? st : add_step(L, id);
+}
+
+static irp_runlog_instance *add_inst(irp_runlog_step *st, const char *id, size_t index)
+{
+    irp_runlog_instance *in = push(&st->insts, &st->n_insts, &st->cap_insts, sizeof *in);
+    if (!in)
+        return NULL;
+    in->id = strdup(id);
+    if (!in->id || index_put(&st->inst_index, id, st->n_insts - 1)) {
+        free(in->id);
+        st->n_insts--;
+        return NULL;
+    }
+    in->index = index;
+    in->state = IRP_ST_PENDING;
+    in->started_ms = in->finished_ms = -1;
+    return in;
+}
+
+static irp_runlog_instance *inst_of(irp_runlog_step *st, const char *id)
+{
+    long i = index_get(st->inst_index, id);
+    return i >= 0 ? &st->insts[i] : add_inst(st, id, st->n_insts);
+}
+
+static irp_runlog_attempt *attempt_of(irp_runlog_instance *in, int64_t number)
+{
+    if (number < 1 || number > 1000000)
+        number = 1;
+    for (size_t i = 0; i < in->n_attempts; i++)
+        if (in->attempts[i].number == number)
+            return &in->attempts[i];
+    irp_runlog_attempt *a = push(&in->attempts, &in->n_attempts, &in->cap_attempts, sizeof *a);
+    if (!a)
+        return NULL;
+    a->number = (int)number;
+    a->started_ms = a->finished_ms = a->duration_ms = a->exit_code = -1;
+    return a;
+}
+
+/* Instance ids as the engine makes them (SPEC §1.3): ID[item] when every
+ * item is a distinct short plain string, else ID[index]. */
+static bool ids_by_item(const json_t *items)
+{
+    size_t n = json_array_size(items);
+    for (size_t i = 0; i < n; i++) {
+        const char *s = json_string_value(json_array_get(items, i));
+        size_t len = s ? strlen(s) : 0;
+        if (!s || len < 1 || len > 64 ||
+            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@-") != len)
+            return false;
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(s, json_string_value(json_array_get(items, k))) == 0)
+                return false;
+    }
+    return true;
+}
+
+static int expand(irp_runlog_step *st, const json_t *items)
+{
+    st->has_for_each = true;
+    st->items = items;
+    if (!json_is_array(items) || st->n_insts)
+        return 0;
+    bool by_item = ids_by_item(items);
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        char *id = NULL;
+        int n = by_item ? asprintf(&id, "%s[%s]", st->id,
+                                   json_string_value(json_array_get(items, i)))
+                        : asprintf(&id, "%s[%zu]", st->id, i);
+        irp_runlog_instance *in = n < 0 ? NULL : add_inst(st, id, i);
+        free(n < 0 ? NULL : id);
+        if (!in)
+            return IRP_ENOMEM;
+        in->item = json_array_get(items, i);
+    }
+    return 0;
+}
+
+static int add_operator(irp_runlog *L, const char *name, unsigned role)
+{
+    if (!name || !*name)
+        return 0;
+    irp_runlog_operator *op = NULL;
+    for (size_t i = 0; i < L->n_operators && !op; i++)
+        if (strcmp(L->operators[i].name, name) == 0)
+            op = &L->operators[i];
+    if (!op) {
+        op = push(&L->operators, &L->n_operators, &L->cap_operators, sizeof *op);
+        if (!op)
+            return IRP_ENOMEM;
+        op->name = name;
+    }
+    op->roles |= role;
+    op->answers += role == IRP_RUNLOG_ANSWERED;
+    op->notes += role == IRP_RUNLOG_NOTED;
+    return 0;
+}
+
+static int add_event_ref(const json_t ***arr, size_t *n, const json_t *ev)
+{
+    /* Capacity is implicit: 4, then doubled whenever n reaches a power
+     * of two. */
+    size_t k = *n;
+    if (k == 0 || (k >= 4 && (k & (k - 1)) == 0)) {
+        const json_t **p = realloc((void *)*arr, (k ? k * 2 : 4) * sizeof *p);
+        if (!p)
+            return IRP_ENOMEM;
+        *arr = p;
+    }
+    (*arr)[(*n)++] = ev;
+    return 0;
+}
+
+/* ---- deadlines ------------------------------------------------------ */
+
+static irp_runlog_deadline *deadline_of(irp_runlog *L, const char *id)
+{
+    for (size_t i = 0; i < L->n_deadlines; i++)
+        if (strcmp(L->deadlines[i].id, id) == 0)
+            return &L->deadlines[i];
+    irp_runlog_deadline *d = push(&L->deadlines, &L->n_deadlines, &L->cap_deadlines, sizeof *d);
+    if (!d)
+        return NULL;
+    d->id = id;
+    d->within_ms = d->due_ms = d->warned_ms = d->ended_ms = -1;
+    d->status = "not_started";
+    return d;
+}
+
+static int deadline_declared(irp_runlog *L, const json_t *spec)
+{
+    const char *id = str_of(spec, "id");
+    if (!id)
+        return 0;
+    irp_runlog_deadline *d = deadline_of(L, id);
+    if (!d)
+        return IRP_ENOMEM;
+    d->title = str_of(spec, "title");
+    d->from = str_of(spec, "from");
+    d->within_ms = int_of(spec, "within_ms", -1);
+    d->due_ms = time_of(spec, "due");
+    if (d->due_ms >= 0)
+        d->status = "running";
+    return 0;
+}
+
+static int deadline_event(irp_runlog *L, const char *name, const json_t *ev, int64_t ts)
+{
+    const char *id = str_of(ev, "deadline");
+    if (!id)
+        return 0;
+    irp_runlog_deadline *d = deadline_of(L, id);
+    if (!d)
+        return IRP_ENOMEM;
+    if (str_of(ev, "title"))
+        d->title = str_of(ev, "title");
+    if (time_of(ev, "due") >= 0)
+        d->due_ms = time_of(ev, "due");
+    const char *what = name + strlen("deadline.");
+    if (strcmp(what, "warning") == 0) {
+        d->warned_ms = ts;
+        if (strcmp(d->status, "running") == 0 || strcmp(d->status, "not_started") == 0)
+            d->status = "warning";
+        return 0;
+    }
+    static const char *const ends[] = { "met", "missed", "open" };
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(what, ends[i]) == 0) {
+            d->status = ends[i];
+            d->ended_ms = ts;
+            d->has_margin = json_is_integer(json_object_get(ev, "margin_ms"));
+            d->margin_ms = int_of(ev, "margin_ms", 0);
+        }
+    return 0;
+}
+
+/* A deadline counted from a step's finish is due once that step ended. */
+static void deadlines_settle(irp_runlog *L)
+{
+    for (size_t i = 0; i < L->n_deadlines; i++) {
+        irp_runlog_deadline *d = &L->deadlines[i];
+        if (d->due_ms >= 0 || d->within_ms < 0 || !d->from)
+            continue;
+        int64_t ref = -1;
+        if (strcmp(d->from, "detected") == 0)
+            ref = L->detected_ms;
+        else if (strcmp(d->from, "start") == 0)
+            ref = L->started_ms;
+        else if (find_step(L, d->from) && irp_state_ended(find_step(L, d->from)->state))
+            ref = find_step(L, d->from)->finished_ms;
+        if (ref < 0)
+            continue;
+        d->due_ms = ref + d->within_ms;
+        if (strcmp(d->status, "not_started") == 0)
+            d->status = "running";
+    }
+}
+
+bool irp_runlog_remaining(const irp_runlog *log, const irp_runlog_deadline *d, int64_t now_ms,
+                          int64_t *ms)
+{
+    if (strcmp(d->status, "met") == 0 && d->has_margin) {
+        *ms = d->margin_ms;
+        return true;
+    }
+    if (d->due_ms < 0 || strcmp(d->status, "not_started") == 0)
+        return false;
+    int64_t ref = d->ended_ms >= 0 ? d->ended_ms : log->status ? log->finished_ms : now_ms;
+    *ms = d->due_ms - ref;
+    return true;
+}
+
+/* ---- replaying step events ------------------------------------------ */
+
+static irp_runlog_prompt *open_prompt(irp_runlog *L, const char *step, const char *inst)
+{
+    for (size_t i = L->n_prompts; i-- > 0;) {
+        irp_runlog_prompt *p = &L->prompts[i];
+        if (!p->answered && strcmp(p->step, step) == 0 &&
+            (p->instance == inst || (p->instance && inst && strcmp(p->instance, inst) == 0)))
+            return p;
+    }
+    return NULL;
+}
+
+static int on_prompt(irp_runlog *L, irp_runlog_step *st, irp_runlog_instance *in,
+                     const json_t *ev, const char *name, int64_t ts)
+{
+    const char *inst = str_of(ev, "instance");
+    if (strcmp(name, "step.prompted") == 0) {
+        irp_runlog_prompt *p = push(&L->prompts, &L->n_prompts, &L->cap_prompts, sizeof *p);
+        if (!p)
+            return IRP_ENOMEM;
+        p->step = st->id;
+        p->instance = inst;
+        p->asked = ev;
+        p->asked_ms = ts;
+        p->answered_ms = -1;
+        if (in)
+            in->state = IRP_ST_AWAITING_INPUT;
+        else
+            st->state = IRP_ST_AWAITING_INPUT;
+        return 0;
+    }
+    irp_runlog_prompt *p = open_prompt(L, st->id, inst);
+    if (p) {
+        p->answered = ev;
+        p->answered_ms = ts;
+    }
+    /* A manual step's question is asked inside its attempt: answered, the
+     * attempt goes on until its step.finished. */
+    bool in_attempt = in && in->n_attempts && in->attempts[in->n_attempts - 1].started &&
+                      !in->attempts[in->n_attempts - 1].finished;
+    if (in && in->state == IRP_ST_AWAITING_INPUT)
+        in->state = in_attempt ? IRP_ST_RUNNING : IRP_ST_WAITING;
+    else if (!in && st->state == IRP_ST_AWAITING_INPUT)
+        st->state = IRP_ST_WAITING;
+    return add_operator(L, str_of(ev, "operator"), IRP_RUNLOG_ANSWERED);
+}
+
+static int on_attempt(irp_runlog_instance *in, const char *name, const json_t *ev, int64_t ts)
+{
+    irp_runlog_attempt *a = attempt_of(in, int_of(ev, "attempt", 1));
+    if (!a)
+        return IRP_ENOMEM;
+    if (strcmp(name, "step.started") == 0) {
+        a->started = ev;
+        a->started_ms = ts;
+        in->state = IRP_ST_RUNNING;
+        if (in->started_ms < 0)
+            in->started_ms = ts;
+        in->finished_ms = -1;
+    } else if (strcmp(name, "step.spawned") == 0) {
+        a->pid = int_of(ev, "pid", 0);
+    } else {   /* step.finished */
+        a->finished = ev;
+        a->finished_ms = ts;
+        a->status = str_of(ev, "status");
+        a->duration_ms = int_of(ev, "duration_ms", -1);
+        a->exit_code = int_of(ev, "exit_code", -1);
+        a->signal = int_of(ev, "signal", 0);
+        a->error = str_of(ev, "error");
+        if (parse_state(a->status, &in->state) != 0)
+            in->state = IRP_ST_FAILED;
+        in->finished_ms = ts;
+    }
+    return 0;
+}
+
+static int on_step_event(irp_runlog *L, const char *name, const json_t *ev, int64_t ts)
+{
+    const char *sid = str_of(ev, "step");
+    if (!sid)
+        return 0;
+    irp_runlog_step *st = step_of(L, sid);
+    if (!st)
+        return IRP_ENOMEM;
+    if (strcmp(name, "step.expanded") == 0)
+        return expand(st, json_object_get(ev, "items"));
+    const char *iid = str_of(ev, "instance");
+    irp_runlog_instance *in = iid ? inst_of(st, iid) : NULL;
+    if (iid && !in)
+        return IRP_ENOMEM;
+    if (strcmp(name, "step.prompted") == 0 || strcmp(name, "step.answered") == 0)
+        return on_prompt(L, st, in, ev, name, ts);
+    bool skipped = strcmp(name, "step.skipped") == 0;
+    bool cancelled = strcmp(name, "step.cancelled") == 0;
+    if (in) {
+        if (strcmp(name, "step.started") == 0 || strcmp(name, "step.spawned") == 0 ||
+            strcmp(name, "step.finished") == 0) {
+            if (on_attempt(in, name, ev, ts))
+                return IRP_ENOMEM;
+        } else if (strcmp(name, "step.retrying") == 0 || strcmp(name, "step.waiting") == 0) {
+            in->state = IRP_ST_WAITING;
+            in->finished_ms = -1;
+        } else if (skipped || cancelled) {
+            in->state = skipped ? IRP_ST_SKIPPED : IRP_ST_CANCELLED;
+            in->reason = str_of(ev, "reason");
+            in->finished_ms = ts;
+        }
+        if (st->started_ms < 0 && strcmp(name, "step.started") == 0)
+            st->started_ms = ts;
+        return 0;
+    }
+    /* An event for the whole step: it ended without (more) instances. */
+    if (skipped || cancelled || strcmp(name, "step.finished") == 0) {
+        irp_state s = IRP_ST_FAILED;
+        if (skipped || cancelled)
+            s = skipped ? IRP_ST_SKIPPED : IRP_ST_CANCELLED;
+        else
+            parse_state(str_of(ev, "status"), &s);
+        st->state = s;
+        st->reason = str_of(ev, skipped || cancelled ? "reason" : "error");
+        st->finished_ms = ts;
+        st->ended_as_whole = true;
+    } else if (strcmp(name, "step.waiting") == 0 && !irp_state_ended(st->state)) {
+        st->state = IRP_ST_WAITING;
+    }
+    return 0;
+}
+
+/* A step's state from its instances, as the engine aggregates them. */
+static void settle_step(irp_runlog_step *st)
+{
+    if (st->ended_as_whole || st->n_insts == 0)
+        return;
+    bool all_ended = true, any_run = false, any_ask = false, any_wait = false;
+    bool any_fail = false, any_ok = false, any_cancel = false, any_int = false;
+    int64_t last = -1;
+    for (size_t i = 0; i < st->n_insts; i++) {
+        const irp_runlog_instance *in = &st->insts[i];
+        irp_state s = in->state;
+        all_ended &= irp_state_ended(s);
+        any_run |= s == IRP_ST_RUNNING;
+        any_ask |= s == IRP_ST_AWAITING_INPUT;
+        any_wait |= s == IRP_ST_WAITING || irp_state_ended(s);
+        any_fail |= s == IRP_ST_FAILED || s == IRP_ST_TIMED_OUT;
+        any_ok |= s == IRP_ST_SUCCEEDED;
+        any_cancel |= s == IRP_ST_CANCELLED;
+        any_int |= s == IRP_ST_INTERRUPTED;
+        if (in->finished_ms > last)
+            last = in->finished_ms;
+    }
+    if (!all_ended) {
+        st->state = any_run ? IRP_ST_RUNNING : any_ask ? IRP_ST_AWAITING_INPUT
+                    : any_wait ? IRP_ST_WAITING : st->state;
+        return;
+    }
+    st->finished_ms = last;
+    if (!st->has_for_each)
+        st->state = st->insts[0].state;
+    else
+        st->state = any_fail ? IRP_ST_FAILED : any_int ? IRP_ST_INTERRUPTED
+                    : any_ok ? IRP_ST_SUCCEEDED : any_cancel ? IRP_ST_CANCELLED
+                    : IRP_ST_SKIPPED;
+}
+
+/* run.resumed: instances started without a finish are interrupted; those
+ * resume runs again wait for their new attempt. */
+static void on_resumed(irp_runlog *L, const json_t *ev)
+{
+    static const char *const keys[] = { "interrupted", "rerun" };
+    for (size_t k = 0; k < 2; k++) {
+        const json_t *list = json_object_get(ev, keys[k]);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            const char *id = json_string_value(json_array_get(list, i));
+            if (!id)
+                continue;
+            /* The step's id is the instance's up to its '['. */
+            char sid[512];
+            snprintf(sid, sizeof sid, "%.*s", (int)strcspn(id, "["), id);
+            irp_runlog_step *st = find_step(L, sid);
+            long n = st ? index_get(st->inst_index, id) : -1;
+            if (n >= 0)
+                st->insts[n].state = k ? IRP_ST_WAITING : IRP_ST_INTERRUPTED;
+        }
+    }
+    L->status = NULL;
+    L->finished_ms = -1;
+    L->counts = NULL;
+}
+
+static void set_tlp_label(irp_runlog *L, const char *tlp)
+{
+    snprintf(L->tlp_label, sizeof L->tlp_label, "TLP:AMBER");
+    if (!tlp || !*tlp || strlen(tlp) > 20)
+        return;
+    char up[24];
+    size_t i = 0;
+    for (; tlp[i]; i++)
+        up[i] = (tlp[i] >= 'a' && tlp[i] <= 'z') ? (char)(tlp[i] - 32) : tlp[i];
+    up[i] = '\0';
+    snprintf(L->tlp_label, sizeof L->tlp_label, "TLP:%s", up);
+}
+
+static int on_run_started(irp_runlog *L, const json_t *ev, int64_t ts)
+{
+    if (L->started)
+        return 0;
+    L->started = ev;
+    L->run_id = str_of(ev, "run_id");
+    L->mode = str_of(ev, "mode");
+    L->operator_name = str_of(ev, "operator");
+    L->host = str_of(ev, "host");
+    L->irp_version = str_of(ev, "irp_version");
+    const json_t *pb = json_object_get(ev, "playbook");
+    L->pb_id = str_of(pb, "id");
+    L->pb_title = str_of(pb, "title");
+    L->pb_tlp = str_of(pb, "tlp");
+    L->pb_sha256 = str_of(pb, "sha256");
+    set_tlp_label(L, L->pb_tlp);
+    L->inputs = json_object_get(ev, "inputs");
+    L->started_ms = ts;
+    L->detected_ms = time_of(ev, "detected_at");
+    const json_t *dl = json_object_get(ev, "deadlines");
+    for (size_t i = 0; i < json_array_size(dl); i++)
+        if (deadline_declared(L, json_array_get(dl, i)))
+            return IRP_ENOMEM;
+    return add_operator(L, L->operator_name, IRP_RUNLOG_STARTED);
+}
+
+static int replay(irp_runlog *L, const json_t *ev)
+{
+    const char *name = str_of(ev, "event");
+    int64_t ts = time_of(ev, "ts");
+    if (!name)
+        return 0;
+    if (ts >= 0)
+        L->last_ms = ts;
+    if (strncmp(name, "step.", 5) == 0)
+        return on_step_event(L, name, ev, ts);
+    if (strncmp(name, "deadline.", 9) == 0)
+        return deadline_event(L, name, ev, ts);
+    if (strcmp(name, "run.started") == 0)
+        return on_run_started(L, ev, ts);
+    if (strcmp(name, "run.finished") == 0) {
+        L->status = str_of(ev, "status");
+        L->finished_ms = ts;
+        L->counts = json_object_get(ev, "steps");
+    } else if (strcmp(name, "run.resumed") == 0) {
+        on_resumed(L, ev);
+        if (add_operator(L, str_of(ev, "operator"), IRP_RUNLOG_RESUMED))
+            return IRP_ENOMEM;
+        return add_event_ref(&L->resumes, &L->n_resumes, ev);
+    } else if (strcmp(name, "run.interrupted") == 0) {
+        return add_event_ref(&L->interrupts, &L->n_interrupts, ev);
+    } else if (strcmp(name, "note") == 0) {
+        if (add_operator(L, str_of(ev, "operator"), IRP_RUNLOG_NOTED))
+            return IRP_ENOMEM;
+        return add_event_ref(&L->notes, &L->n_notes, ev);
+    } else if (strcmp(name, "evidence.collected") == 0) {
+        return add_event_ref(&L->evidence, &L->n_evidence, ev);
+    } else if (strcmp(name, "notify.sent") == 0) {
+        return add_event_ref(&L->notifications, &L->n_notifications, ev);
+    }
+    return 0;
+}
+
+/* Steps in the playbook's order, with titles and phases, from the copy in
+ * the run directory -- only when it is the file the journal names. */
+static int steps_from_playbook(irp_runlog *L, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/playbook.yaml", dir);
+    irp_diag_list diags = IRP_DIAG_LIST_INIT;
+    irp_playbook *pb = NULL;
+    int rc = irp_playbook_load(path, &diags, &pb);
+    irp_diag_list_release(&diags);
+    if (rc == IRP_ENOMEM) {
+        irp_playbook_free(pb);
+        return rc;
+    }
+    char sha[IRP_SHA256_HEX];
+    if (!rc && pb)
+        irp_sha256_hex(pb->src, pb->src_len, sha);
+    if (rc || !pb || !L->pb_sha256 || strcmp(sha, L->pb_sha256) != 0) {
+        irp_playbook_free(pb);
+        return 0;
+    }
+    rc = 0;
+    for (size_t i = 0; i < pb->n_steps && !rc; i++) {
+        const irp_step *s = &pb->steps[i];
+        irp_runlog_step *st = add_step(L, s->id);
+        char *title = st ? strdup(s->title) : NULL;
+        if (!title) {
+            rc = IRP_ENOMEM;
+            break;
+        }
+        free(st->title);
+        st->title = title;
+        st->phase = irp_phase_name(s->phase);
+        st->is_finally = s->is_finally;
+    }
+    L->playbook_loaded = rc == 0;
+    irp_playbook_free(pb);
+    return rc;
+}
+
+static void settle_prompts(irp_runlog *L)
+{
+    for (size_t i = 0; i < L->n_prompts; i++) {
+        irp_runlog_prompt *p = &L->prompts[i];
+        const irp_runlog_step *st = find_step(L, p->step);
+        if (!p->answered && st && irp_state_ended(st->state))
+            p->withdrawn = true;
+    }
+}
+
+static int read_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        int rc = irp_err_from_errno(errno);
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return rc;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a run directory", dir);
+        return IRP_EINVAL;
+    }
+    return 0;
+}
+
+int irp_runlog_load(const char *run_dir, irp_runlog **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    err[0] = '\0';
+    int rc = read_dir(run_dir, err, errlen);
+    if (rc)
+        return rc;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/journal.jsonl", run_dir);
+    if (access(path, F_OK) != 0) {
+        snprintf(err, errlen, "%s: no journal.jsonl: not a run directory", run_dir);
+        return IRP_ENOENT;
+    }
+    irp_runlog *L = calloc(1, sizeof *L);
+    if (!L)
+        return IRP_ENOMEM;
+    memset(L->head, '0', 64);
+    L->head[64] = '\0';
+    L->started_ms = L->detected_ms = L->finished_ms = L->last_ms = -1;
+    set_tlp_label(L, NULL);
+    reader r = { .log = L };
+    char jerr[480] = "";
+    rc = irp_journal_read(path, on_line, &r, &L->partial, jerr, sizeof jerr);
+    if (rc == IRP_ECORRUPT) {
+        snprintf(L->damage, sizeof L->damage, "%s", jerr);
+        snprintf(err, errlen, "%s: %s", path, jerr);
+    } else if (rc) {
+        if (rc == IRP_ELIMIT && !jerr[0])
+            snprintf(jerr, sizeof jerr, "more than %zu lines", IRP_RUNLOG_MAX_EVENTS);
+        snprintf(err, errlen, "%s: %s", path, jerr[0] ? jerr : irp_strerror(rc));
+        irp_runlog_free(L);
+        return rc;
+    }
+    /* run.started first: the playbook copy is checked against its hash. */
+    int mrc = 0;
+    if (L->n_events && strcmp(str_of(L->events[0], "event") ? str_of(L->events[0], "event") : "",
+                              "run.started") == 0)
+        mrc = on_run_started(L, L->events[0], time_of(L->events[0], "ts"));
+    if (!mrc)
+        mrc = steps_from_playbook(L, run_dir);
+    for (size_t i = 0; i < L->n_events && !mrc; i++)
+        mrc = replay(L, L->events[i]);
+    for (size_t i = 0; i < L->n_steps; i++)
+        settle_step(&L->steps[i]);
+    settle_prompts(L);
+    deadlines_settle(L);
+    if (mrc) {
+        snprintf(err, errlen, "%s: %s", path, irp_strerror(mrc));
+        irp_runlog_free(L);
+        return mrc;
+    }
+    *out = L;
+    return rc;
+}
+
+void irp_runlog_free(irp_runlog *L)
+{
+    if (!L)
+        return;
+    for (size_t i = 0; i < L->n_steps; i++) {
+        irp_runlog_step *st = &L->steps[i];
+        for (size_t k = 0; k < st->n_insts; k++) {
+            free(st->insts[k].id);
+            free(st->insts[k].attempts);
+        }
+        free(st->insts);
+        json_decref(st->inst_index);
+        free(st->id);
+        free(st->title);
+    }
+    free(L->steps);
+    json_decref(L->step_index);
+    free(L->prompts);
+    free(L->deadlines);
+    free(L->operators);
+    free((void *)L->notes);
+    free((void *)L->evidence);
+    free((void *)L->notifications);
+    free((void *)L->resumes);
+    free((void *)L->interrupts);
+    for (size_t i = 0; i < L->n_events; i++)
+        json_decref(L->events[i]);
+    free(L->events);
+    free(L);
+}
+
+int irp_runlog_live(const char *run_dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lock", run_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -1;
+    int live = -1;
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        flock(fd, LOCK_UN);
+        live = 0;
+    } else if (errno == EWOULDBLOCK) {
+        live = 1;
+    }
+    close(fd);
+    return live;
+}
+
+void irp_runlog_offset(int64_t ms, char *buf, size_t n)
+{
+    char sign = ms < 0 ? '-' : '+';
+    uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+    snprintf(buf, n, "T%c%02llu:%02u:%02u.%03u", sign, (unsigned long long)(a / 3600000),
+             (unsigned)(a / 60000 % 60), (unsigned)(a / 1000 % 60), (unsigned)(a % 1000));
+}
