@@ -272,16 +272,21 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     uv_loop_t loop;
     uv_loop_init(&loop);
     irp_clock *clock = NULL;
-    irp_clock_create_real(&loop, &clock);
+    if (a->sim)
+        irp_clock_create_virtual(&loop, a->sim->start_ms, a->sim->speed, &clock);
+    else
+        irp_clock_create_real(&loop, &clock);
     run_ui ui = { .common = common };
     irp_engine_opts o = {
-        .pb = pb, .loop = &loop, .clock = clock, .journal = j, .mode = "run",
+        .pb = pb, .loop = &loop, .clock = clock, .journal = j, .mode = a->sim ? "simulate" : "run",
         .run_id = run_id, .run_dir = dir, .operator_name = op, .playbook_sha256 = sha,
         .inputs = inputs, .detected_at_ms = detected, .jobs = a->jobs, .yes = a->yes,
         .answers = a->answers, .rerun_interrupted = a->rerun_interrupted,
         .base_env = (const char *const *)env->v,
         .redact = redact->v ? (const char *const *)redact->v : (const char *const[]){ NULL },
-        .executor = irp_exec_real, .on_event = print_event, .ctx = &ui,
+        .executor = a->sim ? a->sim->executor : irp_exec_real, .on_event = print_event,
+        .ctx = &ui, .auto_answer = a->sim && a->sim->auto_answer,
+        .seed = a->sim ? a->sim->seed : 0,
     };
     if (!common->quiet && isatty(STDOUT_FILENO))
         ui.view = liveview_new(&loop, stdout, common->color, pb, run_id, clock);
@@ -304,6 +309,8 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         run_resume_start(a, ui.engine);
     else
         irp_engine_start(ui.engine);
+    if (a->sim && a->sim->started && !irp_engine_done(ui.engine))
+        a->sim->started(a->sim->ctx, ui.engine, clock);
     while (!irp_engine_done(ui.engine) && uv_run(&loop, UV_RUN_DEFAULT) != 0)
         ;
     if (!irp_engine_done(ui.engine))
@@ -319,6 +326,8 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         printf("run %s %s; journal head %s\n", run_id, names[st], head);
     printf("%s\n", dir);
 
+    if (a->sim && a->sim->ended)
+        a->sim->ended(a->sim->ctx);
     irp_engine_free(ui.engine);
     prompter_close(asker);
     /* A run that ended inside irp_engine_start left libuv's stop flag set:

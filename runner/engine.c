@@ -87,6 +87,66 @@ int engine_emit(irp_engine *e, json_t *ev, uint64_t *seq)
 
 /* ---- helpers -------------------------------------------------------- */
 
+static const irp_executor *executor_of(irp_engine *e, const sstate *st);
+
+/* ---- injects -------------------------------------------------------- */
+
+int irp_engine_emit(irp_engine *e, const char *event, json_t *fields)
+{
+    json_t *ev = engine_event(e, event);
+    json_object_update(ev, fields);
+    json_decref(fields);
+    return engine_emit(e, ev, NULL);
+}
+
+int irp_engine_set_var(irp_engine *e, const char *name, irp_value *v)
+{
+    if (!e->vars) {
+        irp_value_unref(v);
+        return IRP_EINVAL;
+    }
+    return irp_value_map_set(e->vars, name, strlen(name), v);
+}
+
+static int force_fail(irp_engine *e, inst *in)
+{
+    if (irp_state_ended(in->state))
+        return 1;
+    in->force_fail = true;
+    if (in->state == IRP_ST_RUNNING || in->state == IRP_ST_AWAITING_INPUT) {
+        in->no_retry = true;
+        if (in->job_live)
+            executor_of(e, in->st)->cancel(&in->job, SIGTERM);
+    }
+    return 0;
+}
+
+int irp_engine_inject_fail(irp_engine *e, const char *id)
+{
+    char step[256];
+    snprintf(step, sizeof step, "%.*s", (int)strcspn(id, "["), id);
+    const irp_step *def = irp_playbook_step(e->o.pb, step);
+    if (!def)
+        return IRP_EINVAL;
+    sstate *st = &e->steps[def->index];
+    bool whole = strcmp(step, id) == 0;
+    if (!st->ready) {
+        /* Not started yet: it fails as soon as it starts. */
+        if (whole)
+            st->force_fail = true;
+        else if (!json_object_get(e->force_fail_ids, id))
+            json_object_set_new(e->force_fail_ids, id, json_true());
+        return 0;
+    }
+    if (irp_state_ended(st->state))
+        return 1;
+    int ended = 1;
+    for (size_t i = 0; i < st->n; i++)
+        if (whole || strcmp(st->insts[i].id, id) == 0)
+            ended &= force_fail(e, &st->insts[i]);
+    return ended;
+}
+
 static const irp_executor *executor_of(irp_engine *e, const sstate *st)
 {
     return e->o.executor(st->def->action);
@@ -366,6 +426,12 @@ static void attempt_finished(irp_job *job)
     in->stdout_v = job->stdout_v;
     job->outputs = job->stdout_v = NULL;
     in->exit_code = job->exit_code;
+    if (job->storage_error && !e->storage_err) {
+        e->storage_err = job->storage_error;
+        e->aborting = true;
+        fprintf(stderr, "irp: %s: cannot write the run's files: %s; starting nothing new\n",
+                in->id, irp_strerror(job->storage_error));
+    }
     json_t *ev = inst_event(e, "step.finished", in);
     json_object_set_new(ev, "status", json_string(irp_state_name(state)));
     if (job->exit_code >= 0)
@@ -414,6 +480,21 @@ static int attempt_emit(irp_job *job, const char *event, json_t *fields)
     json_object_update(ev, fields);
     json_decref(fields);
     return engine_emit(in->sctx->e, ev, NULL);
+}
+
+/* A manual step's answer given in advance: --answers, else --auto. */
+static void preset_manual(irp_engine *e, inst *in, irp_job *j)
+{
+    const irp_step *def = in->st->def;
+    const irp_answer *a = irp_answers_find(e->o.answers, in->id, def->id);
+    if (a && a->answer) {
+        j->preset_answer = a->answer;
+        j->preset_note = a->note;
+        j->preset_via = "answers-file";
+    } else if (e->o.auto_answer) {
+        j->preset_answer = def->sim.answer ? def->sim.answer : def->act.manual->choices[0];
+        j->preset_via = "--auto";
+    }
 }
 
 static void job_answered(irp_engine *e, void *arg, int choice, const char *note)
@@ -532,6 +613,14 @@ static void start_prepared(irp_engine *e, inst *in)
 static void start_attempt(irp_engine *e, inst *in)
 {
     const irp_step *def = in->st->def;
+    if (in->force_fail || in->st->force_fail ||
+        json_object_get(e->force_fail_ids, in->id)) {
+        in->attempt++;
+        in->state = IRP_ST_RUNNING;
+        in->job_live = false;
+        fail_attempt(e, in, "inject", "failed by the scenario");
+        return;
+    }
     in->attempt++;
     in->timed_out = false;
     in->state = IRP_ST_RUNNING;
@@ -557,12 +646,10 @@ static void start_attempt(irp_engine *e, inst *in)
         .on_spawn = attempt_spawned, .emit = attempt_emit, .ask = job_ask,
         .unask = job_unask, .engine_data = in,
     };
-    const irp_answer *preset = def->action == IRP_ACT_MANUAL
-                                   ? irp_answers_find(e->o.answers, in->id, def->id) : NULL;
-    if (preset && preset->answer) {
-        j->preset_answer = preset->answer;
-        j->preset_note = preset->note;
-    }
+    j->seed = e->o.seed;
+    j->auto_answer = e->o.auto_answer;
+    if (def->action == IRP_ACT_MANUAL)
+        preset_manual(e, in, j);
     const irp_executor *x = executor_of(e, in->st);
     json_t *action = NULL;
     char err[256] = "";
@@ -893,7 +980,11 @@ static void decide_confirm(irp_engine *e, sstate *st)
     if (for_step)
         journal_answer(e, st, NULL, for_step->confirm[0] == 'y', "answers-file",
                        for_step->note, 0);
-    if (undecided && e->o.yes) {
+    if (undecided && e->o.auto_answer) {
+        bool yes = !def->sim.answer || strcmp(def->sim.answer, "no") != 0;
+        decide_rest(st, yes ? 1 : -1);
+        journal_answer(e, st, NULL, yes, "--auto", NULL, 0);
+    } else if (undecided && e->o.yes) {
         decide_rest(st, 1);
         journal_answer(e, st, NULL, true, "--yes", NULL, 0);
     } else if (undecided) {
@@ -908,6 +999,10 @@ static void step_ready(irp_engine *e, sstate *st)
     const irp_step *def = st->def;
     char buf[512];
     st->ready = true;
+    if (e->storage_err) {
+        cancel_step(e, st, "the run's files cannot be written");
+        return;
+    }
     if (st->restored_end) {
         /* irp resume: the journal already ended it; that stands. */
         step_end(e, st, st->restored_state);
@@ -1054,6 +1149,7 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
         }
     e->run_sctx.e = e;
     e->run_scope = (irp_scope){ engine_lookup, &e->run_sctx };
+    e->force_fail_ids = json_object();
     *out = e;
     return 0;
 }
@@ -1162,7 +1258,10 @@ int irp_engine_resume(irp_engine *e, json_t *fields)
 }
 
 bool irp_engine_done(const irp_engine *e) { return e->finished; }
-int irp_engine_journal_error(const irp_engine *e) { return e->journal_err; }
+int irp_engine_journal_error(const irp_engine *e)
+{
+    return e->journal_err ? e->journal_err : e->storage_err;
+}
 size_t irp_engine_nsteps(const irp_engine *e) { return e->n_steps; }
 irp_state irp_engine_step_state(const irp_engine *e, size_t i) { return e->steps[i].state; }
 
@@ -1195,6 +1294,7 @@ void irp_engine_free(irp_engine *e)
     }
     engine_resume_free(e);
     engine_ask_close(e);
+    json_decref(e->force_fail_ids);
     free(e->steps);
     irp_value_unref(e->vars);
     free(e);

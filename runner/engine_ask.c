@@ -33,6 +33,7 @@ static void unlink_q(irp_engine *e, equestion *q)
     if (q->next)
         q->next->prev = q->prev;
     e->open_prompts--;
+    irp_clock_release(e->o.clock);   /* held while the question was open */
     if (!e->questions && e->poll)
         uv_timer_stop(e->poll);
 }
@@ -182,6 +183,8 @@ equestion *engine_ask(irp_engine *e, const char *step, const char *instance, con
         e->questions->prev = q;
     e->questions = q;
     e->open_prompts++;
+    /* A max-speed simulation stands still while a person thinks. */
+    irp_clock_hold(e->o.clock);
     if (!e->o.prompter.ask) {
         on_terminal(q, -1, NULL);     /* nobody to ask */
         return NULL;

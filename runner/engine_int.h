@@ -44,6 +44,7 @@ struct inst {
     bool timed_out;
     bool has_slot;               /* counts against --jobs */
     bool no_retry;               /* this failure is not retried (expression, journal) */
+    bool force_fail;             /* an inject failed it (simulate) */
     bool stopped_by_user;        /* a second Ctrl-C terminated it */
     signed char decision;        /* confirm: 0 not yet, 1 yes, -1 no, DECIDE_NOBODY */
     char log_path[4096];
@@ -71,6 +72,7 @@ struct sstate {
     irp_state restored_state;
     signed char restored_decision;
     size_t asking;               /* instances asked one by one, not yet answered */
+    bool force_fail;             /* an inject failed the step before it started */
     irp_engine *engine;          /* for prompt callbacks */
 };
 
@@ -93,6 +95,8 @@ struct irp_engine {
     unsigned running_slots;
     bool aborting, interrupted, kill_sent, finished, finally_started;
     int journal_err;
+    int storage_err;             /* a log or evidence copy could not be written */
+    json_t *force_fail_ids;      /* instances an inject failed before they existed */
     int64_t started_wall;
     /* irp resume */
     json_t *restored_ix;         /* instance id → index in recs */

@@ -95,7 +95,8 @@ static int manual_start(irp_job *job)
         json_object_set_new(ev, "about", json_string("manual"));
         json_object_set_new(ev, "answer", json_string(job->preset_answer));
         json_object_set_new(ev, "operator", json_string(job->operator_name));
-        json_object_set_new(ev, "via", json_string("answers-file"));
+        json_object_set_new(ev, "via", json_string(job->preset_via ? job->preset_via
+                                                                   : "answers-file"));
         if (job->preset_note)
             json_object_set_new(ev, "note", json_string(job->preset_note));
         json_object_set_new(ev, "response_ms", json_integer(0));

@@ -21,6 +21,20 @@ typedef struct run_resume {
     irp_journal_open_info info;  /* what opening the journal found */
 } run_resume;
 
+/* irp simulate: what differs from a real run (SPEC §5). */
+typedef struct run_sim {
+    int64_t start_ms;            /* the virtual clock's start, UTC ms */
+    double speed;                /* IRP_CLOCK_SPEED_MAX, or virtual s per real s */
+    uint64_t seed;
+    bool auto_answer;
+    const irp_executor *(*executor)(irp_action_kind kind);
+    /* Called once the engine has started (schedule injects on the clock),
+     * and once the run has ended, before the clock closes. */
+    void (*started)(void *ctx, irp_engine *e, irp_clock *clock);
+    void (*ended)(void *ctx);
+    void *ctx;
+} run_sim;
+
 typedef struct run_args {
     const char *playbook, *inputs_file, *runs, *operator_name, *detected_at, *answers_file;
     strvec iargs;
@@ -28,6 +42,7 @@ typedef struct run_args {
     unsigned jobs;
     bool yes, no_fsync, rerun_interrupted;
     run_resume *resume;          /* NULL: a new run */
+    run_sim *sim;                /* NULL: a real run */
 } run_args;
 
 /* Collect the secrets the playbook reads, then execute it; an exit status. */

@@ -65,6 +65,10 @@ typedef struct irp_engine_opts {
     bool yes;                        /* --yes: every confirmation answered yes */
     irp_answers *answers;            /* --answers, or NULL; borrowed (marks use) */
     bool rerun_interrupted;          /* resume: re-run interrupted instances unasked */
+    bool auto_answer;                /* simulate --auto: confirmations take simulate.answer,
+                                        else yes; manual steps simulate.answer, else their
+                                        first choice (SPEC §5) */
+    uint64_t seed;                   /* simulate --seed, handed to executors */
     irp_prompter prompter;           /* ask == NULL: nobody to ask */
     const char *const *base_env;     /* children's environment less secrets */
     const char *const *redact;       /* secret values */
@@ -86,6 +90,18 @@ int irp_engine_restore(irp_engine *e, const json_t *ev, char *err, size_t errlen
  * `interrupted` and `rerun`) and carry on from where the journal ended:
  * no instance with a journaled finish runs again. */
 int irp_engine_resume(irp_engine *e, json_t *fields);
+
+/* Tabletop injects (SPEC §5).  irp_engine_inject_fail: fail step or
+ * instance `id` now, without retries -- a running attempt is stopped and
+ * fails, one not yet started fails as soon as it starts.  Returns 1 when
+ * it had already ended (the caller journals inject.ignored), 0, or
+ * IRP_EINVAL for an id that names no step. */
+int irp_engine_inject_fail(irp_engine *e, const char *id);
+/* Give declared var `name` a new value (steals v); later `when`s see it. */
+int irp_engine_set_var(irp_engine *e, const char *name, irp_value *v);
+/* Journal an event of the caller's (inject.delivered, inject.ignored):
+ * the engine adds ts, wall and event to `fields` (taken). */
+int irp_engine_emit(irp_engine *e, const char *event, json_t *fields);
 
 /* Ctrl-C / SIGTERM: the first acts as on_failure abort (finally still
  * runs); the second also terminates running process groups. */

@@ -73,8 +73,15 @@ struct irp_job {
     void (*ask)(irp_job *job, const char *prompt, const char *const *choices, size_t n,
                 void (*cb)(irp_job *job, int choice, const char *note));
     void (*unask)(irp_job *job);
-    const char *preset_answer;     /* given in advance (--answers), or NULL */
+    const char *preset_answer;     /* given in advance, or NULL */
     const char *preset_note;
+    const char *preset_via;        /* "answers-file" or "--auto" */
+    uint64_t seed;                 /* --seed of a simulation */
+    bool auto_answer;              /* simulate --auto */
+    /* Set by the executor: an IRP_E* when the run's own files could not
+     * be written (a log, an evidence copy: a full disk).  The run then
+     * starts nothing new, skips `finally`, and exits 4 (SPEC §3). */
+    int storage_error;
     void *engine_data;
 };
 
