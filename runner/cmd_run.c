@@ -170,7 +170,13 @@ static void print_event(void *ctx, const json_t *ev)
     const char *inst = json_string_value(json_object_get(ev, "instance"));
     if (!inst)
         inst = json_string_value(json_object_get(ev, "step"));
+    if (!inst)
+        inst = json_string_value(json_object_get(ev, "deadline"));
     const char *detail = json_string_value(json_object_get(ev, "status"));
+    if (!detail && strncmp(name, "deadline.", 9) == 0)
+        detail = json_string_value(json_object_get(ev, "due"));
+    if (!detail)
+        detail = json_string_value(json_object_get(ev, "answer"));
     if (!detail)
         detail = json_string_value(json_object_get(ev, "reason"));
     if (!detail)
@@ -180,6 +186,21 @@ static void print_event(void *ctx, const json_t *ev)
     printf("%s %-15s %s%s%s\n", ts ? ts + 11 : "", name, inst ? inst : "",
            detail ? "  " : "", detail ? detail : "");
     fflush(stdout);
+}
+
+/* SPEC §4: a deadline still open when the run ends is on its last lines. */
+static void print_open_deadlines(const irp_engine *e)
+{
+    for (size_t i = 0; i < irp_engine_ndeadlines(e); i++) {
+        irp_deadline_info d;
+        irp_engine_deadline(e, i, &d);
+        if (strcmp(d.status, "open") != 0)
+            continue;
+        char due[IRP_TIME_BUFSZ] = "not started";
+        if (d.due)
+            irp_time_format(d.due, due);
+        printf("deadline %s still open: due %s (%s)\n", d.id, due, d.title);
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -324,6 +345,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         jerr = IRP_EIO;
     if (!common->quiet || st != IRP_RUN_SUCCEEDED)
         printf("run %s %s; journal head %s\n", run_id, names[st], head);
+    print_open_deadlines(ui.engine);
     printf("%s\n", dir);
 
     if (a->sim && a->sim->ended)

@@ -224,6 +224,7 @@ static void run_end(irp_engine *e)
     if (e->finished)
         return;
     e->finished = true;
+    engine_deadlines_end(e);
     json_t *ev = engine_event(e, "run.finished");
     json_object_set_new(ev, "status", json_string(names[compute_status(e)]));
     json_t *counts = json_object();
@@ -271,7 +272,10 @@ static void abort_run(irp_engine *e);
 static void step_end(irp_engine *e, sstate *st, irp_state state)
 {
     st->state = state;
-    st->finished_wall = irp_clock_wall_ms(e->o.clock);
+    /* A step the journal ended before a resume keeps its own time. */
+    st->finished_wall = st->n && st->n_restored == st->n ? st->restored_finish
+                                                         : irp_clock_wall_ms(e->o.clock);
+    engine_deadlines_step_ended(e, st);
     e->total_ended++;
     bool is_main = !st->def->is_finally;
     if (is_main)
@@ -1150,6 +1154,10 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
     e->run_sctx.e = e;
     e->run_scope = (irp_scope){ engine_lookup, &e->run_sctx };
     e->force_fail_ids = json_object();
+    if (engine_deadlines_init(e)) {
+        irp_engine_free(e);
+        return IRP_ENOMEM;
+    }
     *out = e;
     return 0;
 }
@@ -1176,6 +1184,8 @@ static json_t *run_started_event(irp_engine *e)
     json_object_set_new(ev, "detected_at", time_json(e->o.detected_at_ms >= 0
                                                         ? e->o.detected_at_ms : e->started_wall));
     json_object_set_new(ev, "jobs", json_integer(e->o.jobs));
+    if (pb->n_deadlines)
+        json_object_set_new(ev, "deadlines", engine_deadlines_json(e));
     return ev;
 }
 
@@ -1238,6 +1248,7 @@ void irp_engine_interrupt(irp_engine *e)
 int irp_engine_start(irp_engine *e)
 {
     e->started_wall = irp_clock_wall_ms(e->o.clock);
+    engine_deadlines_start(e);
     int rc = engine_emit(e, run_started_event(e), NULL);
     return rc ? rc : begin(e);
 }
@@ -1253,6 +1264,7 @@ int irp_engine_resume(irp_engine *e, json_t *fields)
     json_object_set(ev, "rerun", e->rs_rerun);
     if (!e->started_wall)
         e->started_wall = irp_clock_wall_ms(e->o.clock);
+    engine_deadlines_start(e);
     int rc = engine_emit(e, ev, NULL);
     return rc ? rc : begin(e);
 }
@@ -1295,6 +1307,7 @@ void irp_engine_free(irp_engine *e)
     engine_resume_free(e);
     engine_ask_close(e);
     json_decref(e->force_fail_ids);
+    engine_deadlines_free(e);
     free(e->steps);
     irp_value_unref(e->vars);
     free(e);

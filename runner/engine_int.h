@@ -27,6 +27,20 @@ typedef struct sstate sstate;
 typedef struct inst inst;
 typedef struct equestion equestion;
 
+typedef enum {
+    IRP_DL_NOT_STARTED, IRP_DL_RUNNING, IRP_DL_WARNING, IRP_DL_MET, IRP_DL_MISSED, IRP_DL_OPEN
+} dl_status;
+
+/* A deadline's clock. */
+typedef struct dstate {
+    irp_engine *e;
+    const irp_deadline *def;
+    dl_status status;
+    dl_status restored_status;   /* irp resume: what the journal says, or 0 */
+    int64_t due, met_at;         /* UTC ms; 0: not known yet */
+    irp_timer timer, warn_timer;
+} dstate;
+
 struct inst {
     sstate *st;
     size_t index;
@@ -73,6 +87,8 @@ struct sstate {
     signed char restored_decision;
     size_t asking;               /* instances asked one by one, not yet answered */
     bool force_fail;             /* an inject failed the step before it started */
+    int64_t restored_finish;     /* irp resume: latest finish of its journaled instances */
+    size_t n_restored;           /* instances ended from the journal */
     irp_engine *engine;          /* for prompt callbacks */
 };
 
@@ -97,6 +113,8 @@ struct irp_engine {
     int journal_err;
     int storage_err;             /* a log or evidence copy could not be written */
     json_t *force_fail_ids;      /* instances an inject failed before they existed */
+    dstate *deadlines;
+    size_t n_deadlines;
     int64_t started_wall;
     /* irp resume */
     json_t *restored_ix;         /* instance id → index in recs */
@@ -123,6 +141,17 @@ equestion *engine_ask(irp_engine *e, const char *step, const char *instance, con
 /* Take a question back without an answer (a manual step's timeout). */
 void engine_unask(irp_engine *e, equestion *q);
 void engine_ask_close(irp_engine *e);
+
+/* engine_deadline.c */
+int engine_deadlines_init(irp_engine *e);
+void engine_deadlines_start(irp_engine *e);
+json_t *engine_deadlines_json(irp_engine *e);
+void engine_deadlines_step_ended(irp_engine *e, const sstate *st);
+void engine_deadlines_end(irp_engine *e);
+void engine_deadlines_free(irp_engine *e);
+void engine_deadlines_restore(irp_engine *e, const char *event, const json_t *ev);
+int engine_deadline_value(irp_engine *e, const char *id, const char *field, irp_value **out);
+int64_t engine_detected_ms(const irp_engine *e);
 
 /* engine_resume.c */
 restored *engine_restored(irp_engine *e, const char *instance);

@@ -157,6 +157,10 @@ int irp_engine_restore(irp_engine *e, const json_t *ev, char *err, size_t errlen
         e->started_wall = ev_time(ev, "ts");
         return 0;
     }
+    if (strncmp(name, "deadline.", 9) == 0) {
+        engine_deadlines_restore(e, name, ev);
+        return 0;
+    }
     const char *id = json_string_value(json_object_get(ev, "step"));
     if (!id || strncmp(name, "step.", 5) != 0)
         return 0;
@@ -267,6 +271,9 @@ bool engine_resume_inst(irp_engine *e, inst *in)
     if (r->started_wall && (!in->st->started_wall || r->started_wall < in->st->started_wall))
         in->st->started_wall = r->started_wall;
     if (r->ended) {
+        in->st->n_restored++;
+        if (r->finished_wall > in->st->restored_finish)
+            in->st->restored_finish = r->finished_wall;
         in->attempt = r->attempt;
         in->exit_code = r->exit_code;
         in->started_wall = r->started_wall;

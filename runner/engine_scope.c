@@ -158,6 +158,12 @@ int engine_lookup(void *ctx, const char *const *seg, size_t n, irp_value **out,
     }
     if (strcmp(root, "run") == 0 && n == 2)
         return run_field(e, seg[1], out);
+    if (strcmp(root, "deadlines") == 0 && n == 3) {
+        int rc = engine_deadline_value(e, seg[1], seg[2], out);
+        if (rc == IRP_EUNDEF)
+            snprintf(err, errlen, "no deadline field deadlines.%s.%s", seg[1], seg[2]);
+        return rc;
+    }
     snprintf(err, errlen, "'%s' cannot be read by irp run yet", root);
     return IRP_EUNDEF;
 }

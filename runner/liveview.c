@@ -47,6 +47,35 @@ static void fmt_elapsed(int64_t ms, char *buf, size_t n)
     snprintf(buf, n, "%lld:%02lld", (long long)(ms / 60000), (long long)(ms / 1000 % 60));
 }
 
+/* "23h59m", "12m05s", "-1h02m" (past due). */
+static void fmt_left(int64_t ms, char *buf, size_t n)
+{
+    const char *sign = ms < 0 ? "-" : "";
+    long long s = (ms < 0 ? -ms : ms) / 1000;
+    if (s >= 3600)
+        snprintf(buf, n, "%s%lldh%02lldm", sign, s / 3600, s / 60 % 60);
+    else
+        snprintf(buf, n, "%s%lldm%02llds", sign, s / 60, s % 60);
+}
+
+/* Deadlines counting down, one line each; returns the lines drawn. */
+static unsigned draw_deadlines(liveview *lv, irp_engine *e, int64_t now)
+{
+    unsigned lines = 0;
+    for (size_t i = 0; i < irp_engine_ndeadlines(e); i++) {
+        irp_deadline_info d;
+        irp_engine_deadline(e, i, &d);
+        char left[32] = "";
+        if (d.due)
+            fmt_left(d.due - now, left, sizeof left);
+        bool hot = !strcmp(d.status, "warning") || !strcmp(d.status, "missed");
+        fprintf(lv->out, "  %sdeadline %-11s%s %8s  %s\n", lv->color && hot ? "\033[1;31m" : "",
+                d.status, lv->color && hot ? "\033[0m" : "", left, d.id);
+        lines++;
+    }
+    return lines;
+}
+
 /* Active steps first (running, waiting), then the most recently ended,
  * as many as the terminal holds; a count of the rest. */
 static void draw(liveview *lv)
@@ -56,7 +85,9 @@ static void draw(liveview *lv)
         return;
     int64_t now = irp_clock_wall_ms(lv->clock);
     size_t n = irp_engine_nsteps(e), counts[IRP_ST_INTERRUPTED + 1] = { 0 };
-    unsigned room = term_rows(lv->out) - 4, shown = 0;
+    unsigned nd = (unsigned)irp_engine_ndeadlines(e);
+    unsigned rows = term_rows(lv->out);
+    unsigned room = rows > nd + 6 ? rows - 4 - nd : 2, shown = 0;
     if (lv->lines)
         fprintf(lv->out, "\033[%uA\033[J", lv->lines);
     char el[32];
@@ -81,6 +112,7 @@ static void draw(liveview *lv)
             counts[IRP_ST_PENDING] + counts[IRP_ST_WAITING], counts[IRP_ST_RUNNING],
             counts[IRP_ST_SUCCEEDED], counts[IRP_ST_FAILED] + counts[IRP_ST_TIMED_OUT],
             counts[IRP_ST_SKIPPED] + counts[IRP_ST_CANCELLED]);
+    shown += draw_deadlines(lv, e, now);
     fflush(lv->out);
     lv->lines = shown + 2;
     lv->dirty = false;

@@ -112,6 +112,16 @@ irp_run_status irp_engine_status(const irp_engine *e);
 int irp_engine_journal_error(const irp_engine *e);
 void irp_engine_free(irp_engine *e);
 
+/* Deadlines, for the terminal: due is UTC ms (0: its clock has not
+ * started); status as `deadlines.ID.status` (SPEC §4).  Borrowed. */
+typedef struct irp_deadline_info {
+    const char *id, *title;
+    int64_t due;
+    const char *status;
+} irp_deadline_info;
+size_t irp_engine_ndeadlines(const irp_engine *e);
+void irp_engine_deadline(const irp_engine *e, size_t i, irp_deadline_info *info);
+
 /* Step states, for the report written at the end. */
 size_t irp_engine_nsteps(const irp_engine *e);
 irp_state irp_engine_step_state(const irp_engine *e, size_t i);

@@ -354,6 +354,32 @@ def answers_stand_and_retries_continue(c):
     eq(len([e for e in events if e["event"] == "step.answered"]), 1, "answered once")
 
 
+@test
+def deadlines_keep_their_reference_times(c):
+    """SPEC §3: after a resume a deadline is due when it was due before;
+    one met before the crash is not met (or journaled) again."""
+    pb = c.write("pb.yaml", "irp: 1\nid: rs\ndeadlines:\n"
+                 "  - id: early\n    within: 1h\n    from: start\n    met_by: first\n"
+                 "  - id: full\n    within: 3h\n    from: start\n    met_by: last\n"
+                 "steps:\n  - id: first\n    run: [\"true\"]\n"
+                 "  - id: slow\n    run: [sleep, '5']\n  - id: last\n    run: [\"true\"]\n")
+    p = c.start([IRP, "run", pb, "--runs", c.runs])
+    deadline = time.monotonic() + 10
+    while not any(e["event"] == "step.spawned" and e["step"] == "slow" for e in c.events_now()):
+        check(time.monotonic() < deadline, "slow never spawned")
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    c.finish(p)
+    time.sleep(1.1)                                   # the resume starts later
+    rc, out, err = c.run("resume", c.run_dir(), "--rerun-interrupted")
+    eq(rc, 0, f"resume: {err}")
+    events = chain(os.path.join(c.run_dir(), "journal.jsonl"))
+    due = {d["id"]: d["due"] for d in events[0]["deadlines"]}
+    met = [e for e in events if e["event"] == "deadline.met"]
+    eq(sorted((e["deadline"], e["due"]) for e in met),
+       [("early", due["early"]), ("full", due["full"])], "each met once, due as at the start")
+
+
 def main(argv):
     only = argv[1:]
     passed = failed = 0

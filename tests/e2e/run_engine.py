@@ -1510,6 +1510,75 @@ def irp_answer_after_the_terminal_is_lost(c):
     check("not a live run" in p.stderr, p.stderr)
 
 
+def deadline_pb(deadlines, steps):
+    return playbook(steps, head=f"deadlines:\n{deadlines}")
+
+
+@test
+def deadline_met_warned_missed_at_their_moment(c):
+    """SPEC §4: met before due with its margin; a warning at due −
+    warn_before and a miss at due, each at that moment (clock timers)."""
+    pb = deadline_pb(
+        "  - id: quick\n    within: 10s\n    from: start\n    met_by: a\n"
+        "  - id: slow\n    within: 1500ms\n    from: start\n    warn_before: 1s\n    met_by: b\n",
+        "  - id: a\n    run: [\"true\"]\n"
+        "  - id: b\n    needs: []\n    run: [sleep, '2.5']\n")
+    r = c.run(pb)
+    eq(r.rc, 0, f"exit status {r!r}")
+    start = ts_ms(r.one("run.started")["ts"])
+    dl = {d["id"]: d for d in r.one("run.started")["deadlines"]}
+    eq(ts_ms(dl["quick"]["due"]) - start, 10000, "quick's due time")
+    met = r.one("deadline.met", deadline="quick")
+    check(0 < met["margin_ms"] <= 10000, f"margin {met}")
+    eq(met["due"], dl["quick"]["due"], "met event's due")
+    warn = r.one("deadline.warning", deadline="slow")
+    check(abs(ts_ms(warn["ts"]) - (start + 500)) < 300, f"warning at due - warn_before: {warn}")
+    miss = r.one("deadline.missed", deadline="slow")
+    check(abs(ts_ms(miss["ts"]) - (start + 1500)) < 300, f"missed at due: {miss}")
+    eq(r.ev("deadline.met", deadline="slow"), [], "a missed deadline is not met later")
+    eq(r.ev("deadline.open"), [], "nothing left open")
+
+
+@test
+def deadline_from_detection_step_and_open_at_end(c):
+    """`from: detected` two days ago is missed at once; `from: STEP` starts
+    when that step finishes; a failure (even ignored) does not meet a
+    deadline, which is then open when the run ends, on its last lines."""
+    pb = deadline_pb(
+        "  - id: nis2\n    within: 24h\n    from: detected\n    met_by: warn\n"
+        "  - id: gdpr\n    within: 72h\n    from: a\n    met_by: report\n",
+        "  - id: a\n    run: [sleep, '0.3']\n"
+        "  - id: warn\n    run: [\"true\"]\n"
+        "  - id: report\n    on_failure: ignore\n    run: [\"false\"]\n")
+    detected = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=2)
+    r = c.run(pb, "--detected-at", detected.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    eq(r.rc, 0, f"exit status {r!r}")
+    start = ts_ms(r.one("run.started")["ts"])
+    miss = r.one("deadline.missed", deadline="nis2")
+    check(ts_ms(miss["ts"]) - start < 1000, "a deadline already past is missed at once")
+    eq(r.ev("deadline.met", deadline="nis2"), [], "met after it was missed")
+    a_done = ts_ms(r.finished("a")["ts"])
+    opened = r.one("deadline.open", deadline="gdpr")
+    eq(ts_ms(opened["due"]) - a_done, 72 * 3600 * 1000, "due from the step's finish")
+    check(re.search(r"^deadline gdpr still open: due \S+Z", r.out, re.M),
+          f"open deadline not on the run's last lines: {r.out!r}")
+
+
+@test
+def deadline_values_in_expressions(c):
+    pb = deadline_pb(
+        "  - id: d\n    within: 1h\n    from: start\n    met_by: first\n",
+        "  - id: before\n    needs: []\n    run: [echo, '${{ deadlines.d.status }}', "
+        "'${{ deadlines.d.remaining > 3500 }}']\n"
+        "  - id: first\n    needs: [before]\n    run: [\"true\"]\n"
+        "  - id: after\n    run: [echo, '${{ deadlines.d.status }}', '${{ deadlines.d.due }}']\n")
+    r = c.run(pb)
+    eq(r.rc, 0, f"exit status {r!r}")
+    eq(r.log("before.1.log"), "running true\n", "before it is met")
+    due = r.one("run.started")["deadlines"][0]["due"]
+    eq(r.log("after.1.log"), f"met {due}\n", "after it is met")
+
+
 @test
 def exit_success(c):
     r = c.run(playbook("  - id: a\n    run: [echo, hi]\n"))
