@@ -115,7 +115,7 @@ static void on_foreign(void *ctx, const json_t *ev)
 static void poll_journal(uv_timer_t *t)
 {
     irp_engine *e = t->data;
-    if (!e->journal_err)
+    if (!e->journal_err && e->o.journal)
         irp_journal_refresh(e->o.journal, on_foreign, e);
 }
 
@@ -131,7 +131,8 @@ static void start_polling(irp_engine *e)
         }
         t->data = e;
         e->poll = t;
-        irp_journal_watch(e->o.journal, "step.answered");
+        if (e->o.journal)
+            irp_journal_watch(e->o.journal, "step.answered");
     }
     if (!uv_is_active((uv_handle_t *)e->poll))
         uv_timer_start(e->poll, poll_journal, FOREIGN_POLL_MS, FOREIGN_POLL_MS);

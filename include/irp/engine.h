@@ -54,7 +54,9 @@ typedef struct irp_engine_opts {
     const irp_playbook *pb;          /* validated; borrowed */
     uv_loop_t *loop;
     irp_clock *clock;
-    irp_journal *journal;            /* created; the engine appends run.started on */
+    irp_journal *journal;            /* created; the engine appends run.started on.
+                                        NULL: events go only to on_event (irp check's
+                                        dry runs, which write nothing) */
     const char *mode;                /* "run" */
     const char *run_id, *run_dir;
     const char *operator_name;
