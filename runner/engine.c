@@ -634,12 +634,16 @@ static void start_attempt(irp_engine *e, inst *in)
         in->st->started_wall = irp_clock_wall_ms(e->o.clock);
     in->started_wall = irp_clock_wall_ms(e->o.clock);
     in->started_mono = irp_clock_now_ms(e->o.clock);
-    if (def->has_for_each)
-        snprintf(in->log_path, sizeof in->log_path, "%s/logs/%s.%zu.%d.log", e->o.run_dir,
-                 def->id, in->index, in->attempt);
-    else
-        snprintf(in->log_path, sizeof in->log_path, "%s/logs/%s.%d.log", e->o.run_dir,
-                 def->id, in->attempt);
+    free(in->log_path);
+    int n = def->has_for_each
+                ? asprintf(&in->log_path, "%s/logs/%s.%zu.%d.log", e->o.run_dir, def->id,
+                           in->index, in->attempt)
+                : asprintf(&in->log_path, "%s/logs/%s.%d.log", e->o.run_dir, def->id, in->attempt);
+    if (n < 0) {
+        in->log_path = NULL;
+        fail_attempt(e, in, "internal", "out of memory");
+        return;
+    }
     irp_job *j = &in->job;
     memset(j, 0, sizeof *j);
     *j = (irp_job){
@@ -1303,6 +1307,7 @@ void irp_engine_free(irp_engine *e)
             irp_value_unref(in->item);
             irp_value_unref(in->outputs);
             irp_value_unref(in->stdout_v);
+            free(in->log_path);
             free(in->id);
             free(in->sctx);
         }

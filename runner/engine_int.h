@@ -61,7 +61,8 @@ struct inst {
     bool force_fail;             /* an inject failed it (simulate) */
     bool stopped_by_user;        /* a second Ctrl-C terminated it */
     signed char decision;        /* confirm: 0 not yet, 1 yes, -1 no, DECIDE_NOBODY */
-    char log_path[4096];
+    char *log_path;              /* this attempt's log; malloc'd (a 100,000-instance
+                                    run must not carry 4 KiB of path per instance) */
     irp_value *outputs, *stdout_v;
     int exit_code;
     inst *next;                  /* in the slot queue */
