@@ -762,7 +762,9 @@ int irp_template_shell_script(const irp_template *t, const irp_scope *scope,
         return set_error(err, IRP_ENOMEM, 0, "out of memory");
     irp_expr_error first = { 0 };
     int rc = 0;
-    if (shell_scan(t, dq, first_problem, &first) > 0) {
+    /* As irp_template_shell_check(): with no template there is nothing to
+     * substitute, so nothing the lexer could not follow is a problem. */
+    if (t->nexprs && shell_scan(t, dq, first_problem, &first) > 0) {
         rc = first.code ? first.code : IRP_EPARSE;
         if (err)
             *err = first;
