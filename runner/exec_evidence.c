@@ -11,9 +11,10 @@
  * is removed.  So a name in evidence/ is always a whole copy, and a retry
  * never trips over half of one.  A retry does find the whole copies an
  * earlier attempt of the same instance made (the items before the one
- * that failed): those are kept as they are and not collected again --
- * evidence is never altered or replaced -- and that attempt's
- * evidence.collected stands for them.
+ * that failed): those are kept as they are -- evidence is never altered
+ * or replaced -- re-hashed, and journaled again with `kept: true`, since
+ * a crash may have come between the copy's rename and its first
+ * evidence.collected (irp resume then re-runs the instance).
  *
  * File work (opening, copying, fsync) runs on libuv's thread pool, in
  * slices of at most SLICE_BYTES or SLICE_MS: the loop, and the journal's
@@ -432,6 +433,8 @@ static void open_dest_dir(ev_job *ej)
     ej->dir_fd = fd;
 }
 
+static bool hash_fd(ev_job *ej, int fd, char out_hex[65], uint64_t *size);
+
 static void op_open(ev_job *ej, const ev_item *it)
 {
     if (ej->dir_fd < 0) {
@@ -442,10 +445,16 @@ static void op_open(ev_job *ej, const ev_item *it)
     struct stat st;
     if (fstatat(ej->dir_fd, it->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         /* A whole copy (read-only, so sealed) made by an earlier attempt. */
-        if (ej->attempt > 1 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0400)
+        if (ej->attempt > 1 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0400) {
             ej->skipped = true;
-        else
+            int fd = openat(ej->dir_fd, it->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            if (fd < 0 || !hash_fd(ej, fd, ej->sha256, &ej->size))
+                fail(ej, fd < 0 ? errno : EIO, "cannot read the earlier copy");
+            if (fd >= 0)
+                close(fd);
+        } else {
             fail(ej, EEXIST, "cannot save the copy");
+        }
         return;
     }
     if (errno != ENOENT) {
@@ -652,23 +661,35 @@ static void discard(ev_job *ej, const ev_item *it)
     ej->tmp_made = ej->renamed = false;
 }
 
-static void op_loghash(ev_job *ej)
+/* SHA-256 of a whole file, in the job's one buffer; on the pool. */
+static bool hash_fd(ev_job *ej, int fd, char out_hex[65], uint64_t *size)
 {
-    int fd = open(ej->log_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     bool ok = fd >= 0 && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
               (ej->buf || (ej->buf = malloc(BUF_SIZE)));
     ssize_t n = 0;
+    uint64_t total = 0;
     while (ok && (n = read(fd, ej->buf, BUF_SIZE)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
         ok = n > 0 && EVP_DigestUpdate(md, ej->buf, (size_t)n) == 1;
+        total += n > 0 ? (uint64_t)n : 0;
     }
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned len = 0;
-    if (ok && EVP_DigestFinal_ex(md, out, &len) == 1)
-        hex(out, len, ej->log_sha256);
+    ok = ok && EVP_DigestFinal_ex(md, out, &len) == 1;
+    if (ok)
+        hex(out, len, out_hex);
+    if (size)
+        *size = total;
     EVP_MD_CTX_free(md);
+    return ok;
+}
+
+static void op_loghash(ev_job *ej)
+{
+    int fd = open(ej->log_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    hash_fd(ej, fd, ej->log_sha256, NULL);
     if (fd >= 0)
         close(fd);
 }
@@ -786,14 +807,16 @@ static void collected(ev_job *ej)
     free(rel);
     json_object_set_new(ev, "size", json_integer((json_int_t)ej->size));
     json_object_set_new(ev, "sha256", json_string(ej->sha256));
-    if (it->src) {
+    if (ej->skipped)
+        json_object_set_new(ev, "kept", json_true());
+    if (it->src && !ej->skipped) {
         char t[IRP_TIME_BUFSZ];
         irp_time_format((int64_t)ej->before.st_mtim.tv_sec * 1000 +
                         ej->before.st_mtim.tv_nsec / 1000000, t);
         json_object_set_new(ev, "mtime", json_string(t));
     }
     put_text(ev, "collector", job->operator_name ? job->operator_name : "");
-    if (it->src && (ej->before.st_size != ej->after.st_size ||
+    if (it->src && !ej->skipped && (ej->before.st_size != ej->after.st_size ||
                     ej->before.st_mtim.tv_sec != ej->after.st_mtim.tv_sec ||
                     ej->before.st_mtim.tv_nsec != ej->after.st_mtim.tv_nsec)) {
         json_object_set_new(ev, "warning", json_string("source changed during the copy"));
@@ -940,10 +963,8 @@ static void after_work(uv_work_t *w, int status)
     case OP_OPEN:
         if (ej->err)
             fail_item(ej);
-        else if (ej->skipped) {
-            ej->cur++;
-            next_item(ej);
-        }
+        else if (ej->skipped)
+            collected(ej);
         else if (it->src)
             queue(ej, OP_COPY);
         else

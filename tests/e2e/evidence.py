@@ -683,8 +683,13 @@ def retry_keeps_earlier_copies(c):
     eq(f1.get("exit_code"), 3, "attempt 1 exit code")
     check("out.txt:" in f1.get("error", "") and "status 3" in f1["error"], f"error {f1}")
     eq(r.one("step.finished", step="grab", attempt=2)["status"], "succeeded", "attempt 2")
-    a = r.one("evidence.collected", item="auth.log")
-    eq(a["attempt"], 1, "auth.log collected once, by attempt 1")
+    a, kept = r.ev("evidence.collected", item="auth.log")
+    eq((a["attempt"], "kept" in a), (1, False), "auth.log copied by attempt 1")
+    # Attempt 2 journals the copy it kept again (a crash may have come
+    # between the copy and its first line): same bytes, same hash.
+    eq((kept["attempt"], kept.get("kept")), (2, True), "auth.log kept by attempt 2")
+    eq((kept["sha256"], kept["size"], kept["path"]), (a["sha256"], a["size"], a["path"]),
+       "the kept copy is the first one")
     o = r.one("evidence.collected", item="out.txt")
     eq(o["attempt"], 2, "out.txt collected by attempt 2")
     check_copy(r, a, src)
