@@ -281,8 +281,13 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     irp_journal_set_fsync(j, !a->no_fsync);
     irp_sha256_hex(pb->src, pb->src_len, sha);
     int64_t detected = -1;
-    if (a->detected_at)
-        irp_time_parse(a->detected_at, strlen(a->detected_at), &detected);
+    /* SPEC §1.2: --detected-at, else the input detected_at, else the start. */
+    const char *det = a->detected_at;
+    const irp_value *dv = det ? NULL : irp_value_map_get(inputs, "detected_at", 11);
+    if (dv && irp_value_type_of(dv) == IRP_VALUE_STRING)
+        det = irp_value_string(dv, NULL);
+    if (det)
+        irp_time_parse(det, strlen(det), &detected);
     const char *op = a->operator_name;
     struct passwd *pw = op ? NULL : getpwuid(getuid());
     if (!op)

@@ -1565,6 +1565,22 @@ def deadline_from_detection_step_and_open_at_end(c):
 
 
 @test
+def deadline_from_the_detected_at_input(c):
+    """SPEC §1.2: without --detected-at, the input detected_at is when the
+    incident was detected; --detected-at wins over it."""
+    pb = playbook("  - id: a\n    run: [\"true\"]\n",
+                  head="inputs:\n  detected_at: { type: time }\n"
+                       "deadlines:\n  - { id: d, within: 24h, from: detected, met_by: a }\n")
+    r = c.run(pb, "-i", "detected_at=2026-11-29T10:00:00+01:00")
+    eq(r.rc, 0, f"exit status {r!r}")
+    eq(r.one("run.started")["detected_at"], "2026-11-29T09:00:00.000Z", "detected_at")
+    eq(r.one("run.started")["deadlines"][0]["due"], "2026-11-30T09:00:00.000Z", "due")
+    r = c.run(pb, "-i", "detected_at=2026-11-29T10:00:00+01:00",
+              "--detected-at", "2026-11-29T08:00:00Z")
+    eq(r.one("run.started")["detected_at"], "2026-11-29T08:00:00.000Z", "--detected-at wins")
+
+
+@test
 def deadline_values_in_expressions(c):
     pb = deadline_pb(
         "  - id: d\n    within: 1h\n    from: start\n    met_by: first\n",
