@@ -26,6 +26,7 @@
 #include "irp/timeutil.h"
 
 #define PROCESS_POLL_MS 100
+#define KILL_AFTER_MS 5000
 
 static int64_t ev_time(const json_t *ev, const char *key)
 {
@@ -260,7 +261,31 @@ static void poll_group(irp_timer *t)
         irp_timer_start(e->o.clock, &in->timer, PROCESS_POLL_MS, poll_group);
         return;
     }
+    irp_timer_stop(&in->kill_timer);
+    engine_unask(e, in->question);    /* gone by itself: nothing to ask */
+    in->question = NULL;
     decide_interrupted(e, in, r);
+}
+
+static void kill_group(irp_timer *t)
+{
+    inst *in = t->data;
+    const restored *r = engine_restored(in->sctx->e, in->id);
+    kill((pid_t)-r->pgid, SIGKILL);
+}
+
+/* The operator may end the old process instead of waiting for it:
+ * SIGTERM to its group, SIGKILL 5 s later (as a timeout does). */
+static void terminate_answered(irp_engine *e, void *arg, int choice, const char *note)
+{
+    inst *in = arg;
+    in->question = NULL;
+    if (choice != 0)
+        return;                         /* no, or nobody to ask: wait */
+    const restored *r = engine_restored(e, in->id);
+    kill((pid_t)-r->pgid, SIGTERM);
+    in->kill_timer.data = in;
+    irp_timer_start(e->o.clock, &in->kill_timer, KILL_AFTER_MS, kill_group);
 }
 
 bool engine_resume_inst(irp_engine *e, inst *in)
@@ -289,10 +314,16 @@ bool engine_resume_inst(irp_engine *e, inst *in)
     }
     in->state = IRP_ST_WAITING;
     if (group_alive(r->pgid)) {
+        static const char *const yes_no[] = { "yes", "no" };
         fprintf(stderr, "irp: waiting for process group %ld of %s, still running from the "
                 "interrupted run\n", r->pgid, in->id);
         in->timer.data = in;
         irp_timer_start(e->o.clock, &in->timer, PROCESS_POLL_MS, poll_group);
+        char q[512];
+        snprintf(q, sizeof q, "Process group %ld of %s is still running from the interrupted "
+                 "run. Terminate it (otherwise irp waits for it)?", r->pgid, in->id);
+        in->question = engine_ask(e, in->st->def->id, in->id, "terminate", q, yes_no, 2, false,
+                                  terminate_answered, in);
         return true;
     }
     decide_interrupted(e, in, r);

@@ -380,6 +380,112 @@ def deadlines_keep_their_reference_times(c):
        [("early", due["early"]), ("full", due["full"])], "each met once, due as at the start")
 
 
+@test
+def operator_terminates_the_old_process(c):
+    """On a terminal, resume offers to terminate a process the interrupted
+    run left running instead of waiting for it; yes sends its group
+    SIGTERM, and the instance then re-runs (idempotent)."""
+    if not shutil.which("tmux"):
+        print("  SKIP: tmux is not installed")
+        return
+    pb = c.write("pb.yaml", playbook(
+        "  - id: long\n    idempotent: true\n    run: \"echo start >> effects; sleep 30\"\n"))
+    p = c.start([IRP, "run", pb, "--runs", c.runs])
+    deadline = time.monotonic() + 10
+    while not any(e["event"] == "step.spawned" for e in c.events_now()):
+        check(time.monotonic() < deadline, "long never spawned")
+        time.sleep(0.02)
+    old = [e for e in c.events_now() if e["event"] == "step.spawned"][0]["pgid"]
+    os.kill(p.pid, signal.SIGKILL)
+    c.finish(p)
+    sock, done = c.path("tmux.sock"), c.path("done.rc")
+    tmux = ["tmux", "-S", sock]
+    cmd = f"{IRP} resume {c.run_dir()} --jobs 1; echo $? > {done}"
+    subprocess.run(tmux + ["new-session", "-d", "-x", "160", "-y", "40", "-c", c.dir, cmd],
+                   check=True, timeout=10)
+    try:
+        deadline = time.monotonic() + 15
+        while "Terminate it" not in subprocess.run(tmux + ["capture-pane", "-p"], text=True,
+                                                   capture_output=True, timeout=10).stdout:
+            check(time.monotonic() < deadline, "no question to terminate the old process")
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        subprocess.run(tmux + ["send-keys", "y", "Enter"], check=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.kill(old, 0)
+            except ProcessLookupError:
+                break
+            check(time.monotonic() < deadline, "the old process group was not terminated")
+            time.sleep(0.05)
+        check(time.monotonic() - t0 < 6, "termination took too long")
+        # The re-run sleeps 30 s too: stop it, the test has what it needs.
+        deadline = time.monotonic() + 10
+        while c.effects()["start"] < 2:
+            check(time.monotonic() < deadline, "the instance was not run again")
+            time.sleep(0.05)
+    finally:
+        subprocess.run(tmux + ["kill-server"], capture_output=True, timeout=10)
+    events = c.events_now()
+    a = [e for e in events if e["event"] == "step.answered"]
+    eq([(e.get("about"), e["answer"]) for e in a], [("terminate", "yes")], "answer journaled")
+    eq([e["attempt"] for e in events if e["event"] == "step.started"], [1, 2], "attempts")
+    for e in events:
+        if e["event"] == "step.spawned" and e["attempt"] == 2:
+            try:
+                os.killpg(e["pgid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@test
+def notification_resent_with_its_idempotency_key(c):
+    """SPEC §3: a notification whose intent has no result is interrupted
+    like any step, and re-sent with the same idempotency key, so the
+    receiver can drop the duplicate."""
+    import http.server
+    import threading
+    got = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            got.append(self.headers.get("Idempotency-Key"))
+            if len(got) == 1:
+                time.sleep(3)               # irp is killed while it waits
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        pb = c.write("pb.yaml", playbook(
+            "  - id: tell\n    notify: { via: webhook, url: 'http://127.0.0.1:%d/hook', "
+            "subject: Early warning, body: Intrusion detected }\n" % srv.server_port))
+        p = c.start([IRP, "run", pb, "--runs", c.runs])
+        deadline = time.monotonic() + 10
+        while not got:
+            check(time.monotonic() < deadline, "the request never arrived")
+            time.sleep(0.02)
+        os.kill(p.pid, signal.SIGKILL)
+        c.finish(p)
+        rc, out, err = c.run("resume", c.run_dir(), "--rerun-interrupted")
+        eq(rc, 0, f"resume: {err}")
+    finally:
+        srv.shutdown()
+    eq(len(got), 2, "requests received")
+    check(got[0] and got[0] == got[1], f"idempotency keys differ: {got}")
+    events = chain(os.path.join(c.run_dir(), "journal.jsonl"))
+    sent = [e for e in events if e["event"] == "notify.sent"]
+    eq([(e["attempt"], e["idempotency_key"], e["ok"]) for e in sent], [(2, got[0], True)],
+       "notify.sent of the re-sent notification")
+
+
 def main(argv):
     only = argv[1:]
     passed = failed = 0
