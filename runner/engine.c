@@ -50,7 +50,10 @@ static int64_t real_wall_ms(void)
 json_t *engine_event(irp_engine *e, const char *name)
 {
     json_t *ev = json_object();
-    json_object_set_new(ev, "ts", time_json(irp_clock_wall_ms(e->o.clock)));
+    /* Ends recorded in the engine take this same time (deadlines counted
+     * from a step's finish start at its journaled `ts`). */
+    e->last_event_wall = irp_clock_wall_ms(e->o.clock);
+    json_object_set_new(ev, "ts", time_json(e->last_event_wall));
     json_object_set_new(ev, "wall", time_json(real_wall_ms()));
     json_object_set_new(ev, "event", json_string(name));
     return ev;
@@ -275,7 +278,7 @@ static void step_end(irp_engine *e, sstate *st, irp_state state)
     st->state = state;
     /* A step the journal ended before a resume keeps its own time. */
     st->finished_wall = st->n && st->n_restored == st->n ? st->restored_finish
-                                                         : irp_clock_wall_ms(e->o.clock);
+                                                         : e->last_event_wall;
     engine_deadlines_step_ended(e, st);
     e->total_ended++;
     bool is_main = !st->def->is_finally;
@@ -298,7 +301,7 @@ static void step_end(irp_engine *e, sstate *st, irp_state state)
 static void inst_end(irp_engine *e, inst *in, irp_state state)
 {
     in->state = state;
-    in->finished_wall = irp_clock_wall_ms(e->o.clock);
+    in->finished_wall = e->last_event_wall;   /* the ts of its end event */
     sstate *st = in->st;
     if (++st->n_ended == st->n)
         step_end(e, st, aggregate(st));

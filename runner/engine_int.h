@@ -117,6 +117,7 @@ struct irp_engine {
     dstate *deadlines;
     size_t n_deadlines;
     int64_t started_wall;
+    int64_t last_event_wall;     /* ts of the last event made */
     /* irp resume */
     json_t *restored_ix;         /* instance id → index in recs */
     restored *recs;

@@ -34,10 +34,13 @@ if ! timeout 120 python3 "$HERE/seeds.py" "$tmp/seeds" "$target" >"$tmp/seeds.ou
 	cat "$tmp/seeds.out"
 fi
 mkdir -p "$tmp/seeds/$target"
+# A target with no regression yet has no folder (git keeps no empty ones).
 regressions="$HERE/regressions/$target"
-inputs=$(find "$regressions" "$tmp/seeds/$target" -maxdepth 1 -type f ! -name '.*' | wc -l)
+dirs=("$tmp/seeds/$target")
+[ -d "$regressions" ] && dirs=("$regressions" "${dirs[@]}")
+inputs=$(find "${dirs[@]}" -maxdepth 1 -type f ! -name '.*' | wc -l)
 
-TMPDIR=$tmp timeout "$REPLAY_TIMEOUT" "$driver" "$regressions" "$tmp/seeds/$target" \
+TMPDIR=$tmp timeout "$REPLAY_TIMEOUT" "$driver" "${dirs[@]}" \
 	>"$tmp/stdout" 2>"$tmp/stderr"
 rc=$?
 if [ "$rc" -ne 0 ]; then
