@@ -122,6 +122,9 @@ static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size
         rc = strvec_push(&r->argv, "-c");
     if (rc)
         return rc;
+    /* Journaled as executed (docs/journal.md). */
+    json_array_append_new(shown, json_string("/bin/sh"));
+    json_array_append_new(shown, json_string("-c"));
     if (!script->tpl) {
         json_array_append_new(shown, irp_json_text(script->s, script->len));
         return strvec_push(&r->argv, script->s);

@@ -2080,6 +2080,9 @@ def non_utf8_bytes_in_journal(c):
     r = c.run(pb, "-i", os.fsdecode(b"x=\xff\xfe"))
     eq(r.rc, 0, f"exit status {r!r}")
     eq(r.read("logs/b.1.log"), b"\xff\xfeok \xff\xfe\n", "bytes the command received")
+    eq(r.one("step.started", instance="a")["action"]["argv"],
+       ["/bin/sh", "-c", 'printf "k=\\377\\376ok\\n" >> "$IRP_OUTPUT"'],
+       "a string run is journaled as executed")
     started = r.one("step.started", instance="b")
     argv = started["action"].get("argv")
     eq(len(argv or []), 3, f"step.started argv of b (the command got 3 arguments): {argv}")
