@@ -1596,6 +1596,21 @@ def deadline_values_in_expressions(c):
 
 
 @test
+def drill_playbook_from_the_readme(c):
+    """The README's quick start runs playbooks/drill.yaml: it must succeed
+    on any machine, meet its deadline, and leave evidence that verifies."""
+    src = os.environ.get("IRP_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+    r = c.run(os.path.join(src, "playbooks", "drill.yaml"))
+    eq(r.rc, 0, f"exit status {r!r}")
+    eq(r.status(), "succeeded", "run status")
+    r.one("deadline.met", deadline="first-snapshot")
+    eq(sorted(e["item"] for e in r.ev("evidence.collected")), ["os-release", "processes.txt"],
+       "evidence")
+    p = subprocess.run([IRP, "verify", r.dir], capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    eq(p.returncode, 0, f"irp verify: {p.stdout}{p.stderr}")
+
+
+@test
 def exit_success(c):
     r = c.run(playbook("  - id: a\n    run: [echo, hi]\n"))
     eq(r.rc, 0, f"exit status {r!r}")
