@@ -335,6 +335,8 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         run_resume_start(a, ui.engine);
     else
         irp_engine_start(ui.engine);
+    if (a->sim)
+        a->sim->view = ui.view;
     if (a->sim && a->sim->started && !irp_engine_done(ui.engine))
         a->sim->started(a->sim->ctx, ui.engine, clock);
     while (!irp_engine_done(ui.engine) && uv_run(&loop, UV_RUN_DEFAULT) != 0)

@@ -33,6 +33,7 @@ typedef struct run_sim {
     void (*started)(void *ctx, irp_engine *e, irp_clock *clock);
     void (*ended)(void *ctx);
     void *ctx;
+    struct liveview *view;       /* set before started(): the live view, or NULL */
 } run_sim;
 
 typedef struct run_args {

@@ -41,5 +41,6 @@ irp_script_test(e2e_status_report python3 ${PROJECT_SOURCE_DIR}/tests/e2e/status
 irp_script_test(e2e_notify python3 ${PROJECT_SOURCE_DIR}/tests/e2e/notify.py)
 irp_script_test(e2e_evidence python3 ${PROJECT_SOURCE_DIR}/tests/e2e/evidence.py)
 irp_script_test(e2e_verify_note python3 ${PROJECT_SOURCE_DIR}/tests/e2e/verify_note.py)
+irp_script_test(e2e_simulate python3 ${PROJECT_SOURCE_DIR}/tests/e2e/simulate.py)
 irp_unit_test(arena)
 include(${PROJECT_SOURCE_DIR}/tests/fuzz/replay.cmake)

@@ -116,4 +116,9 @@ void irp_job_finish(irp_job *job);
  * build cannot run. */
 const irp_executor *irp_exec_real(irp_action_kind kind);
 
+/* The executors of `irp simulate` (exec_sim.c): every kind, nothing real
+ * done -- the action is rendered and journaled as simulated, lasts a
+ * virtual duration and ends with a drawn outcome (SPEC §5). */
+const irp_executor *irp_exec_sim(irp_action_kind kind);
+
 #endif
