@@ -203,6 +203,27 @@ static void print_open_deadlines(const irp_engine *e)
     }
 }
 
+/* The facilitator's key in a simulation on a terminal: `p` then Enter
+ * pauses the virtual clock, and again resumes it. */
+typedef struct sim_keys {
+    irp_clock *clock;
+    liveview *view;
+    bool paused;
+} sim_keys;
+
+static void sim_key(void *ctx, const char *line)
+{
+    sim_keys *k = ctx;
+    if (strcmp(line, "p") != 0 && strcmp(line, "P") != 0)
+        return;
+    k->paused = !k->paused;
+    if (k->paused)
+        irp_clock_pause(k->clock);
+    else
+        irp_clock_resume(k->clock);
+    liveview_clock_paused(k->view, k->paused);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     run_ui *ui = h->data;
@@ -319,6 +340,9 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     prompter *asker = prompter_new(&loop, ui.view);
     if (asker)
         o.prompter = prompter_iface(asker);
+    sim_keys keys = { clock, ui.view, false };
+    if (a->sim && ui.view)
+        prompter_on_idle_line(asker, sim_key, &keys);
     irp_engine_new(&o, &ui.engine);
     uv_signal_t *sigs[] = { &ui.sigint, &ui.sigterm, &ui.sighup };
     int signums[] = { SIGINT, SIGTERM, SIGHUP };

@@ -19,6 +19,7 @@ struct liveview {
     unsigned lines;          /* lines of the previous frame, to draw over */
     bool dirty;
     bool paused;
+    bool clock_paused;       /* the facilitator paused a simulation's clock */
 };
 
 static const char *state_color(irp_state s)
@@ -94,6 +95,16 @@ static void draw(liveview *lv)
     fmt_elapsed(now - lv->started, el, sizeof el);
     fprintf(lv->out, "%s%s%s  %s  %s  %s\n", lv->color ? "\033[1m" : "",
             rundir_tlp_label(lv->pb->tlp), lv->color ? "\033[0m" : "", lv->pb->title, lv->run_id, el);
+    if (irp_clock_is_virtual(lv->clock)) {
+        /* A tabletop: the exercise's own date and time, and T+ since its start. */
+        char at[IRP_TIME_BUFSZ];
+        irp_time_format(now, at);
+        int64_t t = (now - lv->started) / 1000;
+        fprintf(lv->out, "  virtual time %.10s %.8sZ  T+%02lld:%02lld:%02lld%s\n", at, at + 11,
+                (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60),
+                lv->clock_paused ? "  PAUSED (p Enter resumes)" : "  (p Enter pauses)");
+        shown++;
+    }
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < n && shown < room; i++) {
             irp_state s = irp_engine_step_state(e, i);
@@ -123,6 +134,14 @@ static void tick(uv_timer_t *t)
     liveview *lv = t->data;
     if (!lv->paused)
         draw(lv);
+}
+
+void liveview_clock_paused(liveview *lv, bool paused)
+{
+    if (lv) {
+        lv->clock_paused = paused;
+        lv->dirty = true;
+    }
 }
 
 void liveview_pause(liveview *lv, bool paused)

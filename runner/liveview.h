@@ -19,6 +19,8 @@ void liveview_poke(liveview *lv);
 /* While a question is on the terminal the view holds still; when it
  * resumes it draws below what was written meanwhile. */
 void liveview_pause(liveview *lv, bool paused);
+/* A simulation's clock was paused or resumed (shown in the header). */
+void liveview_clock_paused(liveview *lv, bool paused);
 /* Last frame, then the view is gone (freed after its timer closes). */
 void liveview_finish(liveview *lv);
 

@@ -35,6 +35,8 @@ struct prompter {
     char line[512];
     size_t len;
     int open_handles;            /* handles still to close before freeing */
+    void (*idle_fn)(void *ctx, const char *line);
+    void *idle_ctx;
 };
 
 /* A terminal that went away is noticed by the read side (EOF). */
@@ -135,7 +137,7 @@ static question *pop(prompter *p)
 
 static void stop_reading(prompter *p)
 {
-    if (p->reading) {
+    if (p->reading && !p->idle_fn) {
         uv_read_stop((uv_stream_t *)&p->tty);
         p->reading = false;
     }
@@ -178,8 +180,11 @@ static void answer_line(prompter *p)
     while (*s == ' ')
         s++;
     p->len = 0;
-    if (!q)
+    if (!q) {
+        if (p->idle_fn)
+            p->idle_fn(p->idle_ctx, s);
         return;
+    }
     if (p->choice >= 0) {
         if (*s)
             q->note = strdup(s);
@@ -216,6 +221,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         /* The terminal is gone (EOF, hang-up): the questions stay open
          * for `irp answer`, and the run goes on. */
         p->lost = true;
+        p->idle_fn = NULL;
         stop_reading(p);
         return;
     }
@@ -355,6 +361,16 @@ prompter *prompter_new(uv_loop_t *loop, liveview *view)
     return p;
 }
 
+void prompter_on_idle_line(prompter *p, void (*fn)(void *ctx, const char *line), void *ctx)
+{
+    if (!p || !open_tty(p))
+        return;
+    p->idle_fn = fn;
+    p->idle_ctx = ctx;
+    if (!p->reading && uv_read_start((uv_stream_t *)&p->tty, alloc_cb, read_cb) == 0)
+        p->reading = true;
+}
+
 irp_prompter prompter_iface(prompter *p)
 {
     return (irp_prompter){ ask, withdraw, cancel_all, p };
@@ -379,6 +395,7 @@ void prompter_close(prompter *p)
         p->settled = q->next;
         free_question(q);
     }
+    p->idle_fn = NULL;
     stop_reading(p);
     p->open_handles = p->fd >= 0 ? 2 : 1;
     uv_close((uv_handle_t *)&p->later, closed);

@@ -566,6 +566,39 @@ def participant_answers_while_the_clock_runs(c):
     check(bg["seq"] > answered["seq"], "the wait ended before the answer at max speed")
 
 
+@test
+def facilitator_pauses_the_clock(c):
+    """On a terminal the facilitator sees virtual time with T+, and `p`
+    Enter pauses the clock: real time passes, virtual time does not."""
+    if not shutil.which("tmux"):
+        raise Skip("tmux is not installed")
+    pb = c.write("pb.yaml", playbook("  - id: hold\n    wait: 20m\n"))
+    sc = c.write("sc.yaml", scenario("  - at: 5m\n    title: Later\n    message: Still here.\n"))
+    t0 = time.monotonic()
+    t = Tmux(c, [pb, "--speed", "600", "--scenario", sc])      # 20m take 2 s real
+    try:
+        t.wait_for("virtual time ")
+        t.wait_for("T+00:0")
+        t.type("p", "Enter")
+        t.wait_for("PAUSED")
+        time.sleep(0.4)                       # let a frame or two be drawn paused
+        frozen = [l for l in t.screen().splitlines() if "virtual time" in l][-1]
+        time.sleep(2.5)
+        again = [l for l in t.screen().splitlines() if "virtual time" in l][-1]
+        eq(again, frozen, "virtual time moved while paused")
+        t.type("p", "Enter")
+        eq(t.wait_done(), 0, "exit status")
+    finally:
+        t.close()
+    check(time.monotonic() - t0 >= 4.4, "the pause did not hold the clock")
+    evs = only_journal(c)
+    hold = [e for e in evs if e.get("step") == "hold" and e["event"] in ("step.started",
+                                                                        "step.finished")]
+    eq(ts_ms(hold[1]["ts"]) - ts_ms(hold[0]["ts"]), 20 * 60000, "virtual length of the wait")
+    inj = next(e for e in evs if e["event"] == "inject.delivered")
+    eq(ts_ms(inj["ts"]) - ts_ms(evs[0]["ts"]), 5 * 60000, "the inject still lands on time")
+
+
 # ---- the command line ---------------------------------------------------
 
 @test
