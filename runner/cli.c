@@ -19,6 +19,34 @@ static const irp_cli_command commands[] = {
       "exit status: 0 no errors (warnings allowed), 1 errors found,\n"
       "             2 bad usage or an unreadable file\n",
       irp_cmd_validate },
+    { "check", "dry-run playbooks for CI: every check, failure paths, JUnit/JSON",
+      "usage: irp check PLAYBOOK... [-i KEY=VALUE]... [--inputs FILE] [--jobs N]\n"
+      "                 [--junit FILE] [--json FILE] [--strict]\n"
+      "\n"
+      "Check each playbook without executing anything and without writing a run\n"
+      "directory: everything irp validate finds; templates and conditions evaluated\n"
+      "with the inputs (from -i, --inputs, default or example; an unset secret\n"
+      "gets a placeholder and a warning); steps that can never run; run commands\n"
+      "not on PATH; malformed webhook URLs, SMTP servers and e-mail addresses;\n"
+      "deadlines that cannot be met (error) or may be missed in the worst case\n"
+      "(warning), naming the path that makes them late; and failure paths: one\n"
+      "simulated run per step failing in turn (and per for_each step with its\n"
+      "first instance failing), each of which must end, finally included, with\n"
+      "no expression error and every deadline met, missed or open.\n"
+      "\n"
+      "  -i KEY=VALUE   an input (as for irp run); with several playbooks, each\n"
+      "                 gets the -i values of the inputs it declares\n"
+      "  --inputs FILE  inputs from a YAML or JSON mapping (-i overrides it)\n"
+      "  --jobs N       --jobs of the dry runs and the deadline estimate (default 8)\n"
+      "  --junit FILE   write a JUnit report: a testsuite per playbook, a testcase\n"
+      "                 per check and per failure path\n"
+      "  --json FILE    write the results as JSON\n"
+      "  --strict       a run command not found on PATH is an error, not a warning\n"
+      "\n"
+      "exit status: 0 no errors (warnings allowed), 1 errors found, 2 bad usage\n"
+      "             or a file that cannot be read (the reports still cover the\n"
+      "             other playbooks)\n",
+      irp_cmd_check },
     { "run", "run a playbook for real, journaling every step",
       "usage: irp run PLAYBOOK [-i KEY=VALUE]... [--inputs FILE] [--jobs N] [--runs DIR]\n"
       "               [--operator NAME] [--answers FILE] [--yes] [--detected-at TIME]\n"

@@ -42,6 +42,7 @@ int irp_cmd_validate(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_run(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_resume(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_simulate(int argc, char **argv, const irp_cli_common *common);
+int irp_cmd_check(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_answer(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_verify(int argc, char **argv, const irp_cli_common *common);
 int irp_cmd_note(int argc, char **argv, const irp_cli_common *common);
