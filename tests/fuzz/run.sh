@@ -90,12 +90,15 @@ for t in "${targets[@]}"; do
 	log=$work/$t.log
 	dict=()
 	[ -f "$HERE/$t.dict" ] && dict=(-dict="$HERE/$t.dict")
+	# A target with no regression yet has no folder (git keeps no empty ones).
+	dirs=("$corpus" "$work/seeds/$t")
+	[ -d "$HERE/regressions/$t" ] && dirs+=("$HERE/regressions/$t")
 	# The fuzzer stops itself after $secs; the outer timeout only guards
 	# against it hanging on the way out.
 	TMPDIR=$tmp timeout $((secs + 300)) "$build/fuzz_$t" \
 		-max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
 		-artifact_prefix="$artifacts/" "${dict[@]}" \
-		"$corpus" "$work/seeds/$t" "$HERE/regressions/$t" >"$log" 2>&1
+		"${dirs[@]}" >"$log" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 	if [ "$rc" -eq 0 ]; then
