@@ -979,6 +979,10 @@ int irp_journal_refresh(irp_journal *j, irp_journal_event_fn fn, void *ctx)
 
 void irp_journal_set_fsync(irp_journal *j, bool on)
 {
+    /* Lines counted durable while fsync was off are not on disk: back on,
+     * the next sync covers them all. */
+    if (on && !j->fsync_on && !j->sync_err)
+        j->durable = 0;
     j->fsync_on = on;
 }
 

@@ -1153,8 +1153,13 @@ int irp_report_render(const irp_runlog *log, irp_report_format fmt, char **out, 
 
 int irp_report_save(const char *run_dir, char *err, size_t errlen)
 {
+    return irp_report_save_pb(run_dir, NULL, err, errlen);
+}
+
+int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err, size_t errlen)
+{
     irp_runlog *log = NULL;
-    int rc = irp_runlog_load(run_dir, &log, err, errlen);
+    int rc = irp_runlog_load_pb(run_dir, pb, &log, err, errlen);
     if (rc && !log)
         return rc;
     char *md = NULL;

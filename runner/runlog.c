@@ -619,23 +619,24 @@ static int replay(irp_runlog *L, const json_t *ev)
 
 /* Steps in the playbook's order, with titles and phases, from the copy in
  * the run directory -- only when it is the file the journal names. */
-static int steps_from_playbook(irp_runlog *L, const char *dir)
+static int steps_from_playbook(irp_runlog *L, const char *dir, const irp_playbook *given)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/playbook.yaml", dir);
     irp_diag_list diags = IRP_DIAG_LIST_INIT;
-    irp_playbook *pb = NULL;
-    int rc = irp_playbook_load(path, &diags, &pb);
+    irp_playbook *loaded = NULL;
+    int rc = given ? 0 : irp_playbook_load(path, &diags, &loaded);
+    const irp_playbook *pb = given ? given : loaded;
     irp_diag_list_release(&diags);
     if (rc == IRP_ENOMEM) {
-        irp_playbook_free(pb);
+        irp_playbook_free(loaded);
         return rc;
     }
     char sha[IRP_SHA256_HEX];
     if (!rc && pb)
         irp_sha256_hex(pb->src, pb->src_len, sha);
     if (rc || !pb || !L->pb_sha256 || strcmp(sha, L->pb_sha256) != 0) {
-        irp_playbook_free(pb);
+        irp_playbook_free(loaded);
         return 0;
     }
     rc = 0;
@@ -653,7 +654,7 @@ static int steps_from_playbook(irp_runlog *L, const char *dir)
         st->is_finally = s->is_finally;
     }
     L->playbook_loaded = rc == 0;
-    irp_playbook_free(pb);
+    irp_playbook_free(loaded);
     return rc;
 }
 
@@ -683,6 +684,12 @@ static int read_dir(const char *dir, char *err, size_t errlen)
 }
 
 int irp_runlog_load(const char *run_dir, irp_runlog **out, char *err, size_t errlen)
+{
+    return irp_runlog_load_pb(run_dir, NULL, out, err, errlen);
+}
+
+int irp_runlog_load_pb(const char *run_dir, const irp_playbook *pb, irp_runlog **out,
+                       char *err, size_t errlen)
 {
     *out = NULL;
     err[0] = '\0';
@@ -721,7 +728,7 @@ int irp_runlog_load(const char *run_dir, irp_runlog **out, char *err, size_t err
                               "run.started") == 0)
         mrc = on_run_started(L, L->events[0], time_of(L->events[0], "ts"));
     if (!mrc)
-        mrc = steps_from_playbook(L, run_dir);
+        mrc = steps_from_playbook(L, run_dir, pb);
     for (size_t i = 0; i < L->n_events && !mrc; i++)
         mrc = replay(L, L->events[i]);
     for (size_t i = 0; i < L->n_steps; i++)

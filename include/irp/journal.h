@@ -117,8 +117,10 @@ typedef void (*irp_journal_event_fn)(void *ctx, const json_t *ev);
  * each watched event kept since the last call, in journal order. */
 int irp_journal_refresh(irp_journal *j, irp_journal_event_fn fn, void *ctx);
 
-/* Turn durability off (benchmarks measuring what fsync costs): syncs then
- * succeed without calling fsync and count every line as durable. */
+/* Turn durability off (benchmarks measuring what fsync costs; a
+ * simulation, whose actions are not real): syncs then succeed without
+ * calling fsync and count every line as durable.  Turned back on, the
+ * next sync is a real fsync of every line. */
 void irp_journal_set_fsync(irp_journal *j, bool on);
 
 /* SHA-256 hex of the last line, or 64 zeros when empty; borrowed. */

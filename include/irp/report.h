@@ -27,5 +27,8 @@ int irp_report_render(const irp_runlog *log, irp_report_format fmt, char **out, 
 /* Write RUN_DIR/report.md (0600, fsynced) from the journal as it is now:
  * what `irp run` does when the run ends.  On failure err says why. */
 int irp_report_save(const char *run_dir, char *err, size_t errlen);
+/* The same with the run's playbook in hand (see irp_runlog_load_pb). */
+int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err,
+                       size_t errlen);
 
 #endif

@@ -153,6 +153,11 @@ typedef struct irp_runlog {
  * before the damage, and (*out)->damage and err name the line.
  * IRP_ELIMIT for a line or a journal over the limits, IRP_ENOMEM. */
 int irp_runlog_load(const char *run_dir, irp_runlog **out, char *err, size_t errlen);
+/* The same, with the run's playbook already loaded (borrowed; used only if
+ * its SHA-256 is the journal's): the run that just ended need not parse
+ * its playbook a second time for the titles. */
+int irp_runlog_load_pb(const char *run_dir, const irp_playbook *pb, irp_runlog **out,
+                       char *err, size_t errlen);
 
 void irp_runlog_free(irp_runlog *log);
 
