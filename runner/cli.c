@@ -71,12 +71,14 @@ static const irp_cli_command commands[] = {
       "Ctrl-C once stops starting steps (finally still runs); twice also\n"
       "terminates running commands.  SIGHUP does not stop a run.\n"
       "\n"
-      "This version runs `run` and `wait` steps; `manual`, `notify` and\n"
-      "`evidence` steps are refused before anything starts.\n"
+      "Every step kind runs: commands (`run`), `wait`, `manual` (asked on the\n"
+      "terminal, or answered with --answers or irp answer), `notify` (webhook,\n"
+      "e-mail, file) and `evidence` (copied into the run directory, hashed).\n"
+      "Deadlines are tracked and counted down.\n"
       "\n"
       "exit status: 0 succeeded, 1 a step failed, 2 bad usage or invalid\n"
-      "             playbook or inputs (nothing ran), 3 interrupted,\n"
-      "             4 the journal could not be written\n",
+      "             playbook, inputs or answers (nothing ran), 3 interrupted,\n"
+      "             4 the journal, a log or an evidence copy could not be written\n",
       irp_cmd_run },
     { "simulate", "run a tabletop exercise on a virtual clock; nothing is executed",
       "usage: irp simulate PLAYBOOK [-i KEY=VALUE]... [--inputs FILE] [--speed X|max]\n"

@@ -1,6 +1,7 @@
 /* irp run PLAYBOOK: execute a playbook for real. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -227,8 +228,8 @@ static void sim_key(void *ctx, const char *line)
 static void on_signal(uv_signal_t *h, int signum)
 {
     run_ui *ui = h->data;
-    if (signum == SIGHUP)
-        return;   /* the run goes on without its terminal */
+    if (signum == SIGHUP || !ui->engine)
+        return;   /* the run goes on without its terminal; or it has ended */
     irp_engine_interrupt(ui->engine);
 }
 
@@ -387,10 +388,23 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         printf("run %s %s; journal head %s\n", run_id, names[st], head);
     print_open_deadlines(ui.engine);
     printf("%s\n", dir);
+    fflush(stdout);
 
+    /* The run has ended: a Ctrl-C now has nothing to stop, and must
+     * neither reach the engine being freed nor kill irp once the signal
+     * watchers are closed (libuv then restores the default action).
+     * Blocked, it stays pending and dies with the process.  libuv's pool
+     * threads block every signal, so this thread is the only target. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    irp_engine *engine = ui.engine;
+    ui.engine = NULL;
     if (a->sim && a->sim->ended)
         a->sim->ended(a->sim->ctx);
-    irp_engine_free(ui.engine);
+    irp_engine_free(engine);
     prompter_close(asker);
     /* A run that ended inside irp_engine_start left libuv's stop flag set:
      * one turn clears it, so the close callbacks below do run. */

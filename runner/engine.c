@@ -204,7 +204,9 @@ static irp_run_status compute_status(const irp_engine *e)
 {
     if (e->interrupted)
         return IRP_RUN_INTERRUPTED;
-    bool failed = false;
+    /* Stopped because its own record could not be written: not a success,
+     * whatever the steps that ran. */
+    bool failed = e->storage_err || e->journal_err;
     for (size_t i = 0; i < e->n_steps; i++) {
         const sstate *st = &e->steps[i];
         for (size_t k = 0; k < st->n; k++)
@@ -475,7 +477,6 @@ static void attempt_finished(irp_job *job)
         inst_end(e, in, state);
     }
     if (e->busy) {
-        e->n_busy = 0;
         retry_busy(e);
     }
     pump(e);
@@ -554,7 +555,7 @@ static void fail_attempt(irp_engine *e, inst *in, const char *reason, const char
     attempt_finished(&in->job);
 }
 
-static void start_prepared(irp_engine *e, inst *in);
+static bool start_prepared(irp_engine *e, inst *in, bool retrying);
 
 static void started_durable(void *arg, int status)
 {
@@ -575,37 +576,58 @@ static void started_durable(void *arg, int status)
         attempt_finished(&in->job);
         return;
     }
-    start_prepared(e, in);
+    start_prepared(e, in, false);
 }
 
 /* Out of descriptors or processes: the attempt, already journaled, waits
  * for another child to end and is started then, without a second
  * step.started. */
+static void busy_add(irp_engine *e, inst *in, bool front)
+{
+    in->next = NULL;
+    if (!e->busy) {
+        e->busy = e->busy_tail = in;
+    } else if (front) {
+        in->next = e->busy;
+        e->busy = in;
+    } else {
+        e->busy_tail->next = in;
+        e->busy_tail = in;
+    }
+    e->n_busy++;
+}
+
+/* A child ended, so descriptors came back: start the waiting attempts in
+ * the order they came, until one finds none again (the rest would too:
+ * trying them all at every end would cost a system call per waiting
+ * attempt per end). */
 static void retry_busy(irp_engine *e)
 {
-    inst *list = e->busy;
-    e->busy = NULL;
-    while (list) {
-        inst *in = list;
-        list = in->next;
-        start_prepared(e, in);
+    while (e->busy) {
+        inst *in = e->busy;
+        e->busy = in->next;
+        if (!e->busy)
+            e->busy_tail = NULL;
+        e->n_busy--;
+        if (start_prepared(e, in, true))
+            break;
     }
 }
 
-static void start_prepared(irp_engine *e, inst *in)
+/* true: out of descriptors again, and it waits (first in line when it
+ * was already waiting). */
+static bool start_prepared(irp_engine *e, inst *in, bool retrying)
 {
     const irp_executor *x = executor_of(e, in->st);
     int rc = x->start(&in->job);
     if (rc == IRP_EBUSY && e->running_slots > e->n_busy + 1) {
-        in->next = e->busy;
-        e->busy = in;
-        e->n_busy++;
-        return;
+        busy_add(e, in, retrying);
+        return true;
     }
     if (rc) {
         fail_attempt(e, in, "start", rc == IRP_EBUSY ? "out of file descriptors or processes"
                                                      : irp_strerror(rc));
-        return;
+        return false;
     }
     if (e->kill_sent && in->job_live) {
         in->stopped_by_user = true;
@@ -616,6 +638,7 @@ static void start_prepared(irp_engine *e, inst *in)
         in->timer.data = in;
         irp_timer_start(e->o.clock, &in->timer, in->st->def->timeout_ms, attempt_timeout);
     }
+    return false;
 }
 
 static void start_attempt(irp_engine *e, inst *in)
@@ -1024,7 +1047,9 @@ static void step_ready(irp_engine *e, sstate *st)
         step_end(e, st, st->restored_state);
         return;
     }
-    if (e->journal_err || (e->aborting && !def->is_finally)) {
+    /* After a second Ctrl-C even `finally` would only be started to be
+     * terminated: it is cancelled instead. */
+    if (e->journal_err || (e->aborting && (!def->is_finally || e->kill_sent))) {
         cancel_step(e, st, e->interrupted ? "interrupted" : "aborted");
         return;
     }

@@ -107,7 +107,7 @@ struct irp_engine {
     unsigned open_prompts;       /* questions asked, not yet answered */
     equestion *questions;
     uv_timer_t *poll;            /* reads answers others journal, while asking */
-    inst *busy;                  /* journaled, waiting for a descriptor */
+    inst *busy, *busy_tail;      /* journaled, waiting for a descriptor; in order */
     size_t n_busy;
     unsigned running_slots;
     bool aborting, interrupted, kill_sent, finished, finally_started;

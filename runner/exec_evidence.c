@@ -777,6 +777,11 @@ static void fail_item(ev_job *ej)
                  ej->dir_rel, errtext(ej->err));
     else if (ej->err)
         snprintf(job->error, sizeof job->error, "%s: %s", it->name, errtext(ej->err));
+    /* The copy (not the source) could not be written: the run's own
+     * record fails, so the run starts nothing new and exits 4 (SPEC §3). */
+    if (ej->err_what && (ej->err == ENOSPC || ej->err == EDQUOT || ej->err == EIO ||
+                         ej->err == EROFS || ej->err == EFBIG))
+        job->storage_error = irp_err_from_errno(ej->err);
     queue(ej, OP_DISCARD);
 }
 

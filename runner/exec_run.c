@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "irp/error.h"
@@ -279,11 +280,58 @@ static irp_value *taint_secrets(irp_value *v, const char *const *redact)
     return v;
 }
 
+/* Out of descriptors.  The engine retries every waiting start each time
+ * an attempt ends; with 1,000 starts waiting, each retry costing a few
+ * system calls only to fail the same way, that is quadratic and slows the
+ * run to a crawl.  Descriptors come back when one of our children ends,
+ * so after a start failed with IRP_EBUSY, later starts on that loop fail
+ * at once, with no system call, until one has.  Only while a child of
+ * ours runs: its end is then sure to come and retry them.  One loop at a
+ * time, on its thread, as everything here. */
+static struct {
+    const uv_loop_t *loop;
+    size_t live;                 /* our children running on loop */
+    unsigned long ended;         /* ... and ended there */
+    unsigned long ended_at_busy; /* `ended` when a start last ran out */
+    bool busy;
+} fd_gate;
+
+static bool fd_gate_closed(const uv_loop_t *loop)
+{
+    return fd_gate.loop == loop && fd_gate.busy && fd_gate.live > 0 &&
+           fd_gate.ended == fd_gate.ended_at_busy;
+}
+
+static void fd_gate_note(const uv_loop_t *loop, int started_rc)
+{
+    if (fd_gate.loop != loop) {
+        if (fd_gate.live > 0)
+            return;              /* another loop is busy: leave its count alone */
+        fd_gate.loop = loop;
+        fd_gate.busy = false;
+    }
+    if (started_rc == 0)
+        fd_gate.live++;
+    else if (started_rc == IRP_EBUSY) {
+        fd_gate.busy = true;
+        fd_gate.ended_at_busy = fd_gate.ended;
+    }
+}
+
+static void fd_gate_ended(const uv_loop_t *loop)
+{
+    if (fd_gate.loop == loop && fd_gate.live > 0) {
+        fd_gate.live--;
+        fd_gate.ended++;
+    }
+}
+
 static void run_exited(irp_proc *p, const irp_proc_result *res, void *data)
 {
     irp_job *job = data;
     run_job *r = job->priv;
     r->proc = NULL;
+    fd_gate_ended(job->loop);
     job->exit_code = res->term_signal ? -1 : res->exit_status;
     job->term_signal = res->term_signal;
     job->outcome = !res->term_signal && res->exit_status == 0 ? IRP_JOB_SUCCEEDED : IRP_JOB_FAILED;
@@ -293,20 +341,97 @@ static void run_exited(irp_proc *p, const irp_proc_result *res, void *data)
                                       job->redact);
     job->outputs = taint_secrets(read_outputs(r->output_path), job->redact);
     unlink(r->output_path);
-    if (res->log_error)
+    if (res->log_error) {
         snprintf(job->error, sizeof job->error, "log: %s", irp_strerror(res->log_error));
+        /* The log is the run's own record of this step: once it could not
+         * be written (a full disk), the run must start nothing new and
+         * exit 4 (SPEC §3).  Out of memory for the kept stdout head is
+         * the step's problem, not the record's. */
+        if (res->log_error != IRP_ENOMEM)
+            job->storage_error = res->log_error;
+    }
     irp_job_finish(job);
+}
+
+/* Open path with O_NOFOLLOW, and its folder (the run's logs/) too, the
+ * way proc.c opens the log: a symlink planted for either is refused
+ * (ELOOP), never written through.  Folders further up are the run
+ * directory's, wherever --runs put it.  -1 with errno on failure. */
+static int open_nofollow(const char *path, int flags)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return open(path, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+    char dir[4096];
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof dir) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    /* O_PATH|O_NOFOLLOW opens a symlink itself, so fstat can tell. */
+    int dfd = open(dir, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    struct stat st;
+    int fd = -1;
+    if (fstat(dfd, &st) != 0)
+        ;
+    else if (S_ISLNK(st.st_mode))
+        errno = ELOOP;
+    else if (!S_ISDIR(st.st_mode))
+        errno = ENOTDIR;
+    else
+        fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return fd;
+}
+
+/* Create one of the attempt's own files in logs/ ($IRP_OUTPUT, the log).
+ * Doing it here, before the spawn, tells a file irp cannot write -- a
+ * full disk, a symlink planted where the file belongs (never followed) --
+ * apart from a command that cannot start: the first is the run's record
+ * failing (SPEC §3: start nothing new, exit 4), and says so.  proc.c opens
+ * the log again, O_NOFOLLOW as well.  0, IRP_EBUSY (out of descriptors:
+ * try later), or another code with job->error and storage_error set. */
+static int create_run_file(irp_job *job, const char *path, int flags, const char *what)
+{
+    int fd = open_nofollow(path, O_WRONLY | O_CREAT | flags);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    int e = errno;
+    if (e == EMFILE || e == ENFILE)
+        return IRP_EBUSY;
+    job->storage_error = e == ELOOP ? IRP_EACCES : irp_err_from_errno(e);
+    snprintf(job->error, sizeof job->error, "cannot create %s %s: %s", what, path,
+             e == ELOOP ? "it or its folder is a symbolic link (never followed)"
+                         : strerror(e));
+    return job->storage_error;
 }
 
 static int run_start(irp_job *job)
 {
     run_job *r = job->priv;
-    int fd = open(r->output_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return errno == EMFILE || errno == ENFILE ? IRP_EBUSY : irp_err_from_errno(errno);
-    close(fd);
+    if (fd_gate_closed(job->loop))
+        return IRP_EBUSY;
+    int rc = create_run_file(job, r->output_path, O_TRUNC, "the outputs file");
+    if (!rc && job->log_path && (rc = create_run_file(job, job->log_path, O_APPEND, "the log")))
+        unlink(r->output_path);   /* ours; a planted symlink is left for people to see */
+    if (rc) {
+        if (rc == IRP_EBUSY) {
+            fd_gate_note(job->loop, rc);
+            return rc;
+        }
+        job->outcome = IRP_JOB_FAILED;
+        irp_job_finish(job);
+        return 0;
+    }
     strvec envp = STRVEC_INIT;
-    int rc = 0;
     for (const char *const *e = job->base_env; *e && !rc; e++)
         rc = strvec_push(&envp, *e);
     for (size_t i = 0; i < r->env.n && !rc; i++)
@@ -322,6 +447,7 @@ static int run_start(irp_job *job)
     };
     rc = irp_proc_spawn(job->loop, &o, &r->proc);
     strvec_release(&envp);
+    fd_gate_note(job->loop, rc);
     if (rc == 0) {
         if (job->on_spawn)
             job->on_spawn(job, irp_proc_pid(r->proc));

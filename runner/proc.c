@@ -28,6 +28,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -367,6 +368,43 @@ static void log_write(irp_proc *p, const char *b, size_t n)
     }
 }
 
+/* Open path with O_NOFOLLOW, and its folder too: a symlink planted for
+ * the log or for the run's logs/ folder is refused (ELOOP), never written
+ * through.  Folders further up are the caller's choice (--runs may well
+ * lead through a symlink).  -1 with errno on failure. */
+static int open_nofollow(const char *path, int flags)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return open(path, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+    char dir[4096];
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof dir) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    /* O_PATH|O_NOFOLLOW opens a symlink itself, so fstat can tell. */
+    int dfd = open(dir, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    struct stat st;
+    int fd = -1;
+    if (fstat(dfd, &st) != 0)
+        ;
+    else if (S_ISLNK(st.st_mode))
+        errno = ELOOP;
+    else if (!S_ISDIR(st.st_mode))
+        errno = ENOTDIR;
+    else
+        fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return fd;
+}
+
 static int log_open(irp_proc *p, const char *path)
 {
     if (!path)
@@ -374,7 +412,7 @@ static int log_open(irp_proc *p, const char *path)
     p->sha = EVP_MD_CTX_new();
     if (!p->sha || EVP_DigestInit_ex(p->sha, EVP_sha256(), NULL) != 1)
         return IRP_ENOMEM;
-    p->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    p->log_fd = open_nofollow(path, O_WRONLY | O_CREAT | O_APPEND);
     return p->log_fd < 0 ? proc_err(errno) : 0;
 }
 
@@ -646,9 +684,13 @@ static void maybe_finish(irp_proc *p)
     result_finish(p);
     proc_loop *pl = p->pl;
     loop_child_done(pl);
-    p->on_exit(p, &p->res, p->data);
+    /* Closing the pipes first gives their descriptors back before on_exit,
+     * which may start the next child: out of descriptors, that child is
+     * waiting for exactly these.  The proc itself is freed only in the
+     * close callbacks, after on_exit. */
     uv_close((uv_handle_t *)&p->out.pipe, on_pipe_closed);
     uv_close((uv_handle_t *)&p->err.pipe, on_pipe_closed);
+    p->on_exit(p, &p->res, p->data);
     loop_maybe_close(pl);
 }
 
