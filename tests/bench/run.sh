@@ -1,25 +1,24 @@
 #!/usr/bin/env bash
-# irp benchmarks: each workload times irp against a peer that does the part
-# of the job any implementation has to do, and prints the medians of
-# alternating runs (irp, peer, irp, peer, ...) after a warm-up of each.
+# irp benchmarks: each workload times irp against a peer -- a program that
+# does only the part of the job any implementation has to do, or the tool a
+# team would otherwise pick -- and prints the medians of alternating runs
+# (irp, peer, irp, peer, ...) after a warm-up of each.
 #
 #   tests/bench/run.sh [options] [BUILD_DIR]
 #
 # BUILD_DIR (or $IRP_BINARY_DIR) is a CMake build of irp; the programs are
 # $IRP (default BUILD_DIR/irp) and $IRP_YAML_PULL (default
-# BUILD_DIR/irp_yaml_pull).  Needs only bash, coreutils and python3.
-#
-# Adding a workload: write a function workload_NAME that prepares its
-# inputs and calls `compare LABEL -- IRP-ARGV... -- PEER-ARGV...`, then
-# add NAME to WORKLOADS below.
+# BUILD_DIR/irp_yaml_pull).  Needs bash, coreutils and python3; the peers
+# ninja, make and ansible-playbook are used when installed (a row says
+# "skipped" otherwise).  The workloads are in workloads.sh.
 
 # Functions run through a trap and "workload_$name"; SC2317 cannot see that.
 # shellcheck disable=SC2317
 set -euo pipefail
 
-WORKLOADS=(validate spawn_independent spawn_chain)
-
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=workloads.sh source-path=SCRIPTDIR
+source "$HERE/workloads.sh"   # defines WORKLOADS and the workload_* functions
 
 usage() {
 	cat <<EOF
@@ -27,15 +26,22 @@ usage: $0 [options] [BUILD_DIR]
 
   BUILD_DIR        CMake build directory (default: \$IRP_BINARY_DIR)
   --runs N         timed runs of each program per workload (default 7)
-  --steps N        steps in the generated playbooks (default 100000)
-  --quick          smoke test: 3 runs, 10000 steps
+  --steps N        steps in the large generated playbooks (default 100000)
+  --spawn-steps N  steps that spawn a process, in the spawn workloads
+                   (default 2000)
+  --runs-dir DIR   where irp run and irp simulate write their run
+                   directories (default: inside the temporary directory);
+                   its filesystem is named in every row that writes there
+  --quick          smoke test: 3 runs, 10000 steps, 100 spawn steps, and
+                   smaller fd_limit, ansible and simulate workloads
   --only NAME      run only this workload (repeatable); see --list
   --list           list the workloads and exit
   --keep           keep the temporary directory (its path is printed)
   -h, --help       this text
 
 environment: IRP, IRP_YAML_PULL (programs to time), IRP_BENCH_TMPDIR
-(where inputs are generated; default \$TMPDIR or /tmp).
+(where inputs are generated; default \$TMPDIR or /tmp), IRP_BENCH_RUNS_DIR
+(as --runs-dir), IRP_BENCH_SPAWN_STEPS (as --spawn-steps).
 EOF
 }
 
@@ -44,7 +50,8 @@ die() {
 	exit 2
 }
 
-runs='' steps='' quick=0 keep=0 build=''
+runs='' steps='' spawn_steps=${IRP_BENCH_SPAWN_STEPS:-} quick=0 keep=0 build=''
+runs_base=${IRP_BENCH_RUNS_DIR:-}
 only=()
 while (($#)); do
 	case $1 in
@@ -52,6 +59,10 @@ while (($#)); do
 	--runs=*) runs=${1#*=}; shift ;;
 	--steps) (($# >= 2)) || die "--steps needs a value"; steps=$2; shift 2 ;;
 	--steps=*) steps=${1#*=}; shift ;;
+	--spawn-steps) (($# >= 2)) || die "--spawn-steps needs a value"; spawn_steps=$2; shift 2 ;;
+	--spawn-steps=*) spawn_steps=${1#*=}; shift ;;
+	--runs-dir) (($# >= 2)) || die "--runs-dir needs a value"; runs_base=$2; shift 2 ;;
+	--runs-dir=*) runs_base=${1#*=}; shift ;;
 	--quick) quick=1; shift ;;
 	--only) (($# >= 2)) || die "--only needs a value"; only+=("$2"); shift 2 ;;
 	--only=*) only+=("${1#*=}"); shift ;;
@@ -66,15 +77,22 @@ done
 if ((quick)); then
 	runs=${runs:-3}
 	steps=${steps:-10000}
+	spawn_steps=${spawn_steps:-100}
 fi
 runs=${runs:-7}
 steps=${steps:-100000}
+spawn_steps=${spawn_steps:-2000}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer"
 [[ $steps =~ ^[1-9][0-9]*$ ]] || die "--steps must be a positive integer"
+[[ $spawn_steps =~ ^[1-9][0-9]*$ ]] || die "--spawn-steps must be a positive integer"
 WARMUPS=1
 for name in "${only[@]}"; do
 	[[ " ${WORKLOADS[*]} " == *" $name "* ]] || die "no workload '$name' (see --list)"
 done
+selected() { ((${#only[@]} == 0)) || [[ " ${only[*]} " == *" $1 "* ]]; }
+if selected spawn_large_parent && ((spawn_steps >= steps)); then
+	die "--spawn-steps must be below --steps (spawn_large_parent skips the difference)"
+fi
 
 build=${build:-${IRP_BINARY_DIR:-}}
 if [[ -n $build ]]; then
@@ -96,13 +114,26 @@ fi
 [[ -x $PULL ]] || die "peer not found or not executable: $PULL (build target irp_yaml_pull, or set IRP_YAML_PULL)"
 command -v python3 >/dev/null || die "python3 is required"
 
+[[ -z $runs_base || -d $runs_base ]] || die "no such directory: $runs_base (--runs-dir)"
+
 tmpbase=${IRP_BENCH_TMPDIR:-${TMPDIR:-/tmp}}
 WORK=$(mktemp -d "$tmpbase/irp-bench.XXXXXX") || die "cannot create a directory in $tmpbase"
+# Run directories go to a directory of our own, inside --runs-dir when one
+# is given, so that clearing it between runs never touches anything else.
+if [[ -n $runs_base ]]; then
+	RUNS=$(mktemp -d "$runs_base/irp-bench-runs.XXXXXX") ||
+		{ rm -rf -- "$WORK"; die "cannot create a directory in $runs_base"; }
+else
+	RUNS=$WORK/runs
+	mkdir -- "$RUNS"
+fi
+RUNS_FS=$(df -PT "$RUNS" | awk 'NR == 2 { print $2 }')
 cleanup() {
 	if ((keep)); then
-		echo "run.sh: kept $WORK" >&2
+		echo "run.sh: kept $WORK${runs_base:+ and $RUNS}" >&2
 	else
 		rm -rf -- "$WORK"
+		[[ -z $runs_base ]] || rm -rf -- "$RUNS"
 	fi
 }
 trap cleanup EXIT
@@ -170,11 +201,128 @@ minmax() {
 		END { printf "%.1f..%.1f ms", lo * 1000, hi * 1000 }'
 }
 
-# Results: one tab-separated line per workload in $WORK/rows.
-failed=0
+# --- races ------------------------------------------------------------------
+#
+# A workload declares the programs it times, then races them:
+#
+#   side NAME ARGV...     a program to time (NAME: a word, e.g. irp, ninja)
+#   race [RUNS [WARMUPS]] warm-ups, then RUNS rounds of every side in turn
+#                         (default: --runs and 1); every run must exit 0
+#   row LABEL A B         a table row: side A (irp) against side B (a peer)
+#   row_ideal LABEL A SECONDS WHAT
+#                         side A against a computed time instead of a program
+#   skip_row LABEL WHY    a row for a workload that could not run (not a failure)
+#
+# Racing every side in one loop shares the irp runs between several rows
+# and keeps drift on the machine from favouring a side.  RACE_PREP, if set,
+# names a function called with the side's name before each of its runs,
+# outside the timing (to clear run directories, say).
 
-# compare LABEL -- IRP-ARGV... -- PEER-ARGV...
-# Warm-up of each, then RUNS alternating pairs; every run must exit 0.
+declare -a SIDES=()
+declare -A SIDE_ARGV=() SEC=() RSS=() MED_SEC=() MED_RSS=()
+RACE_FAILED='' RACE_PREP=''
+failed=0
+US=$'\x1f'   # separates a side's arguments (none holds it)
+
+side() {
+	local name=$1 IFS=$US
+	shift
+	(($#)) || die "side $name: empty command"
+	SIDES+=("$name")
+	SIDE_ARGV[$name]="$*"
+}
+
+# shellcheck disable=SC2120  # callers may pass RUNS and WARMUPS
+race() {
+	local n=${1:-$runs} warm=${2:-$WARMUPS} i name argv
+	((${#SIDES[@]})) || die "race: no sides"
+	RACE_FAILED=''
+	SEC=() RSS=() MED_SEC=() MED_RSS=()
+	echo "run.sh:   ${SIDES[*]}: $warm warm-up + $n runs of each" >&2
+	for ((i = -warm; i < n; i++)); do
+		for name in "${SIDES[@]}"; do
+			IFS=$US read -r -a argv <<<"${SIDE_ARGV[$name]}"
+			[[ -z $RACE_PREP ]] || "$RACE_PREP" "$name"
+			measure "$WORK/stderr.$name" "${argv[@]}"
+			if [[ $m_status != 0 ]]; then
+				echo "run.sh: $name exited $m_status; its stderr begins:" >&2
+				head -n 20 "$WORK/stderr.$name" | sed 's/^/    /' >&2
+				RACE_FAILED="$name exited $m_status"
+				failed=1
+				break 2
+			fi
+			((i >= 0)) || continue
+			SEC[$name]+=" $m_sec"
+			RSS[$name]+=" $m_rss"
+		done
+	done
+	if [[ -z $RACE_FAILED ]]; then
+		for name in "${SIDES[@]}"; do
+			# shellcheck disable=SC2086  # the lists are space-separated on purpose
+			MED_SEC[$name]=$(median ${SEC[$name]})
+			# shellcheck disable=SC2086
+			MED_RSS[$name]=$(median ${RSS[$name]})
+		done
+	fi
+	SIDES=()
+	RACE_PREP=''
+	[[ -z $RACE_FAILED ]]
+}
+
+# Formatting for row and row_ideal: times in ms below 10 s; a ratio far
+# below 1 (irp against ansible, say) also as "1/N", which says more than 0.00.
+ROW_AWK='
+function ms(s) { return s >= 10 ? sprintf("%.2f s", s) : sprintf("%.1f ms", s * 1000) }
+function ratio(a, b) {
+	if (b <= 0) return "-"
+	if (a / b >= 0.1) return sprintf("%.2f", a / b)
+	return sprintf("%.4f = 1/%.0f", a / b, b / a)
+}'
+
+row() {
+	local label=$1 a=$2 b=$3
+	if [[ -n $RACE_FAILED ]]; then
+		printf '%s\t%s\n' "$label" "FAILED: $RACE_FAILED" >>"$WORK/rows"
+		return 0
+	fi
+	[[ -n ${MED_SEC[$a]:-} && -n ${MED_SEC[$b]:-} ]] || die "row $label: no side $a or $b in the last race"
+	# shellcheck disable=SC2086
+	awk -v l="$label" -v as="${MED_SEC[$a]}" -v bs="${MED_SEC[$b]}" \
+		-v ar="${MED_RSS[$a]}" -v br="${MED_RSS[$b]}" \
+		-v asp="$(minmax ${SEC[$a]})" -v bsp="$(minmax ${SEC[$b]})" 'BEGIN {
+		printf "%s\t%s\t%s\t%s\t%.1f MiB\t%.1f MiB\t%.2f\t%s\t%s\n",
+			l, ms(as), ms(bs), ratio(as, bs),
+			ar / 1024, br / 1024, (br > 0 ? ar / br : 0), asp, bsp
+	}
+	'"$ROW_AWK" >>"$WORK/rows"
+}
+
+row_ideal() {
+	local label=$1 a=$2 ideal=$3 what=$4
+	if [[ -n $RACE_FAILED ]]; then
+		printf '%s\t%s\n' "$label" "FAILED: $RACE_FAILED" >>"$WORK/rows"
+		return 0
+	fi
+	# shellcheck disable=SC2086
+	awk -v l="$label" -v as="${MED_SEC[$a]}" -v bs="$ideal" -v ar="${MED_RSS[$a]}" \
+		-v asp="$(minmax ${SEC[$a]})" -v w="$what" 'BEGIN {
+		printf "%s\t%s\t%s\t%s\t%.1f MiB\t-\t-\t%s\t%s\n",
+			l, ms(as), ms(bs), ratio(as, bs), ar / 1024, asp, w
+	}
+	'"$ROW_AWK" >>"$WORK/rows"
+}
+
+skip_row() {
+	echo "run.sh: $1: skipped: $2" >&2
+	printf '%s\t%s\n' "$1" "skipped: $2" >>"$WORK/rows"
+}
+
+# note TEXT: a line printed under the table (how a figure was computed).
+note() {
+	printf '%s\n' "$*" >>"$WORK/notes"
+}
+
+# compare LABEL -- IRP-ARGV... -- PEER-ARGV...: a race of two sides and its row.
 compare() {
 	local label=$1
 	shift
@@ -186,47 +334,24 @@ compare() {
 	shift
 	b=("$@")
 	((${#a[@]} && ${#b[@]})) || die "compare: empty command"
+	side irp "${a[@]}"
+	side peer "${b[@]}"
+	race "$runs" || true
+	row "$label" irp peer
+}
 
-	local a_sec=() a_rss=() b_sec=() b_rss=() i side who
-	echo "run.sh: $label: $WARMUPS warm-up + $runs runs of each" >&2
-	for ((i = -WARMUPS; i < runs; i++)); do
-		for side in a b; do
-			if [[ $side == a ]]; then
-				who=irp
-				measure "$WORK/stderr.a" "${a[@]}"
-			else
-				who=peer
-				measure "$WORK/stderr.b" "${b[@]}"
-			fi
-			if [[ $m_status != 0 ]]; then
-				echo "run.sh: $label: $who exited $m_status; its stderr begins:" >&2
-				head -n 20 "$WORK/stderr.$side" | sed 's/^/    /' >&2
-				printf '%s\t%s\n' "$label" "FAILED: $who exited $m_status" >>"$WORK/rows"
-				failed=1
-				return 0
-			fi
-			((i >= 0)) || continue
-			if [[ $side == a ]]; then
-				a_sec+=("$m_sec")
-				a_rss+=("$m_rss")
-			else
-				b_sec+=("$m_sec")
-				b_rss+=("$m_rss")
-			fi
-		done
-	done
-
-	local as bs ar br
-	as=$(median "${a_sec[@]}")
-	bs=$(median "${b_sec[@]}")
-	ar=$(median "${a_rss[@]}")
-	br=$(median "${b_rss[@]}")
-	awk -v l="$label" -v as="$as" -v bs="$bs" -v ar="$ar" -v br="$br" \
-		-v asp="$(minmax "${a_sec[@]}")" -v bsp="$(minmax "${b_sec[@]}")" 'BEGIN {
-		printf "%s\t%.1f ms\t%.1f ms\t%.2f\t%.1f MiB\t%.1f MiB\t%.2f\t%s\t%s\n",
-			l, as * 1000, bs * 1000, (bs > 0 ? as / bs : 0),
-			ar / 1024, br / 1024, (br > 0 ? ar / br : 0), asp, bsp
-	}' >>"$WORK/rows"
+# mem_row LABEL STEPS SIDE BASE_SIDE: peak RSS per step of SIDE in the last
+# race, in total and above BASE_SIDE (the same program on a tiny input).
+mem_row() {
+	local label=$1 count=$2 big=$3 small=$4
+	if [[ -n $RACE_FAILED ]]; then
+		printf '%s\t%s\n' "$label" "FAILED: $RACE_FAILED" >>"$WORK/mem"
+		return 0
+	fi
+	awk -v l="$label" -v n="$count" -v r="${MED_RSS[$big]}" -v b="${MED_RSS[$small]}" 'BEGIN {
+		printf "%s\t%d\t%.1f MiB\t%.1f MiB\t%.2f KiB\t%.2f KiB\n",
+			l, n, r / 1024, b / 1024, r / n, (r - b) / n
+	}' >>"$WORK/mem"
 }
 
 # --- inputs ------------------------------------------------------------------
@@ -238,58 +363,21 @@ human() {
 	else echo "$n"; fi
 }
 
+# input_made FILE STEPS: list FILE under "inputs" in the output.
+input_made() {
+	printf '%s\t%s\t%s\n' "${1#"$WORK"/}" "$(stat -c %s "$1")" "$2" >>"$WORK/inputs"
+}
+
 # playbook STEPS SHAPE: path of a generated playbook (made once per run).
 playbook() {
 	local f="$WORK/pb-$2-$1.yaml"
 	if [[ ! -f $f ]]; then
 		python3 "$HERE/gen_playbook.py" --steps "$1" --shape "$2" >"$f.tmp"
 		mv -- "$f.tmp" "$f"
-		printf '%s\t%s\t%s\n' "$(basename "$f")" "$(stat -c %s "$f")" "$1" >>"$WORK/inputs"
+		input_made "$f" "$1"
 	fi
 	echo "$f"
 }
-
-# --- workloads ---------------------------------------------------------------
-
-# Load and check a large playbook: `irp validate` against pulling the same
-# file's YAML events with libyaml and nothing else.
-workload_validate() {
-	local f
-	f=$(playbook "$steps" mixed)
-	compare "validate $(human "$steps") steps" -- "$IRP" validate "$f" -- "$PULL" "$f"
-}
-
-# N no-op steps for irp (argv, no shell) and the same N `true` commands
-# for ninja; chain: each waits for the one before.
-spawn_inputs() { # n shape dir
-	python3 - "$1" "$2" "$3" <<'PY'
-import os, sys
-n, shape, d = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-os.makedirs(d, exist_ok=True)
-with open(os.path.join(d, "noop.yaml"), "w") as f:
-    f.write("irp: 1\nid: noop\nsteps:\n")
-    for i in range(n):
-        needs = "    needs: []\n" if shape == "independent" else ""
-        f.write(f"  - id: s{i}\n{needs}    run: [\"true\"]\n")
-with open(os.path.join(d, "build.ninja"), "w") as f:
-    f.write("rule t\n  command = true\n")
-    for i in range(n):
-        dep = f" | o{i-1}" if shape == "chain" and i else ""
-        f.write(f"build o{i}: t{dep}\n")
-PY
-}
-
-spawn_workload() { # shape
-	local n=${IRP_BENCH_SPAWN_STEPS:-2000} d="$WORK/spawn-$1"
-	command -v ninja >/dev/null || { echo "run.sh: ninja not installed; skipping spawn_$1" >&2; return 0; }
-	spawn_inputs "$n" "$1" "$d"
-	compare "$n no-op steps, $1, --jobs 2 vs ninja -j2" -- \
-		"$IRP" run --quiet --runs "$d/runs" --jobs 2 "$d/noop.yaml" -- \
-		ninja -C "$d" -j2 --quiet
-}
-
-workload_spawn_independent() { spawn_workload independent; }
-workload_spawn_chain() { spawn_workload chain; }
 
 # --- report ------------------------------------------------------------------
 
@@ -324,7 +412,16 @@ printf '  load      %s (1, 5, 15 min)%s\n' "$load" "$busy"
 printf '  temp dir  %s on %s\n' "$WORK" "$(df -PT "$WORK" | awk 'NR == 2 { print $2 " (" $7 ")" }')"
 printf '  irp       %s (%s; %s)\n' "$IRP" \
 	"$("$IRP" --version 2>/dev/null | head -n 1 || true)" "$(build_info)"
-printf '  peer      %s (%s)\n' "$PULL" "$("$PULL" -V 2>/dev/null || echo 'libyaml ?')"
+printf '  runs dir  %s on %s (--runs of irp run and irp simulate)\n' "$RUNS" "$RUNS_FS"
+printf '  peers     %s (%s)\n' "$PULL" "$("$PULL" -V 2>/dev/null || echo 'libyaml ?')"
+# `sed -n 1p` reads to the end: ansible-playbook dies of a closed pipe.
+for p in ninja make ansible-playbook; do
+	if command -v "$p" >/dev/null; then
+		printf '            %s (%s)\n' "$(command -v "$p")" "$("$p" --version 2>/dev/null | sed -n 1p)"
+	else
+		printf '            %s: not installed (its rows are skipped)\n' "$p"
+	fi
+done
 measure "$WORK/stderr.floor" true
 if [[ -n $TIMER ]]; then
 	printf '  peak RSS  from %s %%M (floor: true shows %s KiB)\n' "$TIMER" "$m_rss"
@@ -332,13 +429,13 @@ else
 	printf '  peak RSS  from wait4() in python3, which inflates it: true shows %s KiB\n' "$m_rss"
 	printf '            (apt-get install time for exact figures)\n'
 fi
-printf '  runs      %s alternating (irp, peer) after %s warm-up of each; medians\n' "$runs" "$WARMUPS"
+printf '  runs      %s rounds of every program in turn (irp, peer, ...) after %s warm-up\n' "$runs" "$WARMUPS"
+printf '            of each; medians (fd_limit, ansible, memory: at most 3 rounds, 1 with --quick)\n'
 echo
 
 for name in "${WORKLOADS[@]}"; do
-	if ((${#only[@]})) && [[ " ${only[*]} " != *" $name "* ]]; then
-		continue
-	fi
+	selected "$name" || continue
+	echo "run.sh: workload $name" >&2
 	"workload_$name"
 done
 
@@ -358,7 +455,8 @@ if [[ -f $WORK/rows ]]; then
 		for (c = 1; c <= 7; c++) w[c] = length(h[c])
 		for (r = 1; r <= n; r++)
 			for (c = 1; c <= 7 && c <= nf[r]; c++)
-				if (length(cell[r, c]) > w[c]) w[c] = length(cell[r, c])
+				if ((c == 1 || nf[r] >= 7) && length(cell[r, c]) > w[c])
+					w[c] = length(cell[r, c])
 		line = "|"; sep = "|"
 		for (c = 1; c <= 7; c++) {
 			line = line sprintf(" %-*s |", w[c], h[c])
@@ -381,6 +479,25 @@ if [[ -f $WORK/rows ]]; then
 				printf "  %s: irp %s, peer %s\n", cell[r, 1], cell[r, 8], cell[r, 9]
 			}
 	}' "$WORK/rows"
+fi
+
+if [[ -f $WORK/notes ]]; then
+	echo
+	echo "notes"
+	sed 's/^/  /' "$WORK/notes"
+fi
+
+if [[ -f $WORK/mem ]]; then
+	echo
+	echo "peak memory per step (median peak RSS of the runs, divided by the steps)"
+	echo
+	awk -F'\t' '
+	BEGIN {
+		print "| workload | steps | peak RSS | same program, 1 step | per step | per step above 1 step |"
+		print "|---|---:|---:|---:|---:|---:|"
+	}
+	NF < 6 { printf "| %s | %s | | | | |\n", $1, $2; next }
+	{ printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6 }' "$WORK/mem"
 fi
 
 exit "$failed"
