@@ -100,6 +100,7 @@ static void set_confirm(actx *c, irp_answer *a, const irp_node *v)
 
 static void from_map(actx *c, irp_answer *a, const irp_node *v)
 {
+    size_t errors = c->diags->errors;   /* this entry's own, not the file's */
     for (size_t i = 0; i < v->count; i++) {
         const irp_node *k = v->u.map.pairs[i].key, *x = v->u.map.pairs[i].value;
         const char *name = k->u.scalar.s;
@@ -115,7 +116,7 @@ static void from_map(actx *c, irp_answer *a, const irp_node *v)
             ERR(c, k, "unknown key '%s' (an answer takes answer, note and confirm)", name);
         }
     }
-    if (!a->answer && !a->confirm && !c->bad)
+    if (!a->answer && !a->confirm && c->diags->errors == errors)
         ERR(c, v, "no answer given for '%s'", a->key);
 }
 

@@ -1311,12 +1311,13 @@ def answers_file_errors_located(c):
     one pass, and nothing runs (exit 2)."""
     pb = ANSWERS_PB + "  - id: plain\n    run: [touch, plain]\n"
     ans = c.write("ans.yaml", 'nope: "yes"\niso: maybe\nplain: "yes"\n'
-                              'wipe[x]: "yes"\niso[h1]: { answer: "yes", color: red }\n')
+                              'wipe[x]: "yes"\niso[h1]: { answer: "yes", color: red }\n'
+                              'iso[h2]: { note: only a note }\n')
     r = run_detached(c, pb, "--answers", ans)
     eq(r.rc, 2, f"exit status {r!r}")
     for line, col, text in ((1, 1, "no step 'nope'"), (2, 6, "\"yes\" or \"no\""),
                             (3, 1, "asks nothing"), (4, 1, "no for_each"),
-                            (5, 27, "unknown key 'color'")):
+                            (5, 27, "unknown key 'color'"), (6, 10, "no answer given")):
         check(re.search(rf"ans\.yaml:{line}:{col}: error: .*{re.escape(text)}", r.err),
               f"no diagnostic at ans.yaml:{line}:{col} with {text!r}: {r.err!r}")
     check(not os.path.exists(c.runs), "a run directory was created")
