@@ -12,7 +12,7 @@ target_compile_options(irpcore PUBLIC ${IRP_FUZZ_SANITIZERS}
                        PRIVATE -fsanitize=fuzzer-no-link)
 target_link_options(irpcore INTERFACE -fsanitize=address,undefined)
 
-foreach(t playbook expr inputs journal)
+foreach(t playbook expr inputs journal answers scenario)
   add_executable(fuzz_${t} ${CMAKE_CURRENT_LIST_DIR}/fuzz_${t}.c
                  ${CMAKE_CURRENT_LIST_DIR}/fuzz_common.c)
   target_compile_options(fuzz_${t} PRIVATE -fsanitize=fuzzer)

@@ -5,7 +5,7 @@
 # driver.c instead of libFuzzer; the test fuzz_replay_TARGET runs it over
 # tests/fuzz/regressions/TARGET and the seed corpus seeds.py assembles, so
 # every crash once found stays fixed in the gcc and the sanitizer builds.
-set(IRP_FUZZ_TARGETS playbook expr inputs journal)
+set(IRP_FUZZ_TARGETS playbook expr inputs journal answers scenario)
 
 foreach(t ${IRP_FUZZ_TARGETS})
   add_executable(fuzz_replay_${t} ${CMAKE_CURRENT_LIST_DIR}/fuzz_${t}.c

@@ -4,12 +4,13 @@
 #
 #   replay.sh TARGET DRIVER
 #
-# TARGET is playbook, expr, inputs or journal; DRIVER the fuzz_replay_TARGET
-# binary.  Seeds are assembled with seeds.py in a fresh temporary
-# directory (IRP, when set, provides a real journal).  Fails when the
-# driver crashes, a sanitizer or an invariant check reports, the driver
-# prints anything but its summary (targets must be quiet), or not every
-# input was replayed.  Prints a summary line; exits 1 on failure.
+# TARGET is playbook, expr, inputs, journal, answers or scenario; DRIVER
+# the fuzz_replay_TARGET binary.  Seeds are assembled with seeds.py in a
+# fresh temporary directory (IRP, when set, provides a real journal).
+# Fails when the driver crashes, a sanitizer or an invariant check
+# reports, the driver prints anything but its summary (targets must be
+# quiet), or not every input was replayed.  Prints a summary line;
+# exits 1 on failure.
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -22,7 +22,7 @@ set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-ALL=(playbook expr inputs journal)
+ALL=(playbook expr inputs journal answers scenario)
 
 usage() {
 	cat <<USAGE

@@ -3,8 +3,9 @@
 
     seeds.py OUT_DIR [TARGET...]      (default: every target)
 
-writes OUT_DIR/TARGET/<name> for the targets playbook, expr, inputs and
-journal, and prints one line per target with the number of seeds:
+writes OUT_DIR/TARGET/<name> for the targets playbook, expr, inputs,
+journal, answers and scenario, and prints one line per target with the
+number of seeds:
 
   playbook  tests/corpora/yaml-test-suite/*/in.yaml, every input of
             tests/corpora/pyyaml-legacy-error-cases, tests/diag/*.yaml,
@@ -18,6 +19,9 @@ journal, and prints one line per target with the number of seeds:
             `seq` from 1) and damaged copies of it; when IRP names the irp
             binary, the journal of a quick `irp run` and damaged copies of
             it; tests/fuzz/seeds/journal/*
+  answers   tests/fuzz/seeds/answers/*, and the yaml-test-suite inputs of
+            at most 512 bytes
+  scenario  playbooks/scenarios/*.yaml, tests/fuzz/seeds/scenario/*
 
 Environment: IRP (optional, the irp binary), IRP_SOURCE_DIR (default: two
 levels above this file).  Every subprocess has a timeout.  Exits 2 on bad
@@ -33,7 +37,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.environ.get("IRP_SOURCE_DIR") or os.path.join(HERE, "..", ".."))
-TARGETS = ("playbook", "expr", "inputs", "journal")
+TARGETS = ("playbook", "expr", "inputs", "journal", "answers", "scenario")
 RUN_TIMEOUT = 60
 ZERO_HASH = "0" * 64
 
@@ -142,6 +146,19 @@ def seed_inputs(seeds):
     for path in yaml_test_suite():
         if os.path.getsize(path) <= 512:
             seeds.add_file(path)
+
+
+def seed_answers(seeds):
+    checked_in(seeds, "answers")
+    for path in yaml_test_suite():
+        if os.path.getsize(path) <= 512:
+            seeds.add_file(path)
+
+
+def seed_scenario(seeds):
+    for path in files_under(os.path.join("playbooks", "scenarios"), ".yaml"):
+        seeds.add_file(path)
+    checked_in(seeds, "scenario")
 
 
 def chain(events):
