@@ -718,6 +718,74 @@ static void child_attr_init(void)
     posix_spawnattr_setsigdefault(&child_attr, &dfl);
 }
 
+/* Where a command named without '/' lives, found once per name: at
+ * every spawn posix_spawnp walks PATH with one failing execve per
+ * directory before the one that holds it (nine for `true` on a long
+ * PATH), where ninja's `sh -c true` runs a shell builtin.  Only absolute
+ * PATHs are cached -- a relative entry depends on the child's cwd -- and
+ * a name not found is not: posix_spawnp then reports it as before.  A
+ * cached file that disappears is looked up again. */
+#define PATH_CACHE 64
+
+static struct path_entry {
+    char *name, *path;
+} path_cache[PATH_CACHE];
+static size_t path_cached;
+
+/* Every entry absolute (an empty one means the cwd). */
+static bool absolute_path_only(const char *path)
+{
+    for (const char *d = path;; d++) {
+        if (*d != '/')
+            return false;
+        d += strcspn(d, ":");
+        if (!*d)
+            return true;
+    }
+}
+
+static const char *find_on_path(const char *name)
+{
+    for (size_t i = 0; i < path_cached; i++)
+        if (strcmp(path_cache[i].name, name) == 0)
+            return path_cache[i].path;
+    const char *env = getenv("PATH");
+    if (!env || !*env || !absolute_path_only(env) || path_cached == PATH_CACHE)
+        return NULL;
+    for (const char *d = env; *d;) {
+        size_t n = strcspn(d, ":");
+        char *full = NULL;
+        struct stat st;
+        if (asprintf(&full, "%.*s/%s", (int)n, d, name) < 0)
+            return NULL;
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && access(full, X_OK) == 0) {
+            char *copy = strdup(name);
+            if (!copy) {
+                free(full);
+                return NULL;
+            }
+            path_cache[path_cached++] = (struct path_entry){ copy, full };
+            return full;
+        }
+        free(full);
+        d += n;
+        if (*d == ':')
+            d++;
+    }
+    return NULL;
+}
+
+static void forget_path(const char *name)
+{
+    for (size_t i = 0; i < path_cached; i++)
+        if (strcmp(path_cache[i].name, name) == 0) {
+            free(path_cache[i].name);
+            free(path_cache[i].path);
+            path_cache[i] = path_cache[--path_cached];
+            return;
+        }
+}
+
 /* posix_spawnp, not a PATH lookup of our own: glibc (>= 2.26) runs the
  * child with CLONE_VFORK and hands back the exec's errno, so a missing
  * command is ENOENT here, with no child left behind, and no per-spawn
@@ -743,7 +811,16 @@ static int start_child(irp_proc *p, const irp_proc_opts *o, int out_w, int err_w
     if (!e && o->cwd)
         e = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
     char *const *envp = (char *const *)(o->envp ? o->envp : (const char *const *)environ);
-    if (!e)
+    const char *path = !e && !strchr(o->argv[0], '/') ? find_on_path(o->argv[0]) : NULL;
+    if (path) {
+        e = posix_spawn(&p->pid, path, &fa, &child_attr, (char *const *)o->argv, envp);
+        if (e == ENOENT) {
+            forget_path(o->argv[0]);     /* moved since: look again */
+            path = NULL;
+            e = 0;
+        }
+    }
+    if (!e && !path)
         e = posix_spawnp(&p->pid, o->argv[0], &fa, &child_attr, (char *const *)o->argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     return e ? proc_err(e) : 0;

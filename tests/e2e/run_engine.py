@@ -1612,6 +1612,24 @@ def drill_playbook_from_the_readme(c):
 
 
 @test
+def command_found_on_path_again_after_it_moves(c):
+    """A command named without '/' is found on irp's PATH once and
+    remembered; when it is gone from there, it is looked up again."""
+    a, b = c.path("a"), c.path("b")
+    for d, word in ((a, "from-a"), (b, "from-b")):
+        os.makedirs(d)
+        with open(os.path.join(d, "irp-test-tool"), "w") as f:
+            f.write(f"#!/bin/sh\necho {word}\n")
+        os.chmod(os.path.join(d, "irp-test-tool"), 0o755)
+    pb = playbook("  - id: one\n    run: [irp-test-tool]\n"
+                  f"  - id: gone\n    run: [rm, {a}/irp-test-tool]\n"
+                  "  - id: two\n    run: [irp-test-tool]\n")
+    r = c.run(pb, env={"PATH": f"{a}:{b}:" + os.environ.get("PATH", "/usr/bin:/bin")})
+    eq(r.rc, 0, f"exit status {r!r}")
+    eq((r.log("one.1.log"), r.log("two.1.log")), ("from-a\n", "from-b\n"), "which tool ran")
+
+
+@test
 def exit_success(c):
     r = c.run(playbook("  - id: a\n    run: [echo, hi]\n"))
     eq(r.rc, 0, f"exit status {r!r}")
