@@ -813,7 +813,11 @@ static int start_child(irp_proc *p, const irp_proc_opts *o, int out_w, int err_w
     char *const *envp = (char *const *)(o->envp ? o->envp : (const char *const *)environ);
     const char *path = !e && !strchr(o->argv[0], '/') ? find_on_path(o->argv[0]) : NULL;
     if (path) {
-        e = posix_spawn(&p->pid, path, &fa, &child_attr, (char *const *)o->argv, envp);
+        /* posix_spawnp still: with a '/' it execs the path as given, and
+         * it is the one call every C library and sanitizer runtime here
+         * handles alike (ASan's posix_spawn left the child's signals
+         * blocked). */
+        e = posix_spawnp(&p->pid, path, &fa, &child_attr, (char *const *)o->argv, envp);
         if (e == ENOENT) {
             forget_path(o->argv[0]);     /* moved since: look again */
             path = NULL;
