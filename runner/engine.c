@@ -1199,10 +1199,10 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
     return 0;
 }
 
-static json_t *run_started_event(irp_engine *e)
+/* ev is the run.started event, made first so the run's start is its ts. */
+static json_t *run_started_event(irp_engine *e, json_t *ev)
 {
     const irp_playbook *pb = e->o.pb;
-    json_t *ev = engine_event(e, "run.started");
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     json_object_set_new(ev, "format", json_integer(1));
@@ -1284,9 +1284,12 @@ void irp_engine_interrupt(irp_engine *e)
 
 int irp_engine_start(irp_engine *e)
 {
-    e->started_wall = irp_clock_wall_ms(e->o.clock);
+    json_t *ev = engine_event(e, "run.started");
+    /* The journaled start, to the millisecond: deadlines from `start`
+     * are due exactly `within` after it. */
+    e->started_wall = e->last_event_wall;
     engine_deadlines_start(e);
-    int rc = engine_emit(e, run_started_event(e), NULL);
+    int rc = engine_emit(e, run_started_event(e, ev), NULL);
     return rc ? rc : begin(e);
 }
 
