@@ -234,11 +234,18 @@ static void on_signal(uv_signal_t *h, int signum)
 }
 
 /* report.md is the Markdown report made from the journal just written,
- * the same text `irp report RUN_DIR` prints.  Not writing it is exit 4. */
-static int write_report(const char *dir, const irp_playbook *pb)
+ * the same text `irp report RUN_DIR` prints: built from the lines as they
+ * were written when `rs` followed the whole journal, else read back.
+ * Not writing it is exit 4. */
+static int write_report(const char *dir, const irp_playbook *pb, irp_journal *j,
+                        irp_report_stream *rs)
 {
     char err[1024];
-    int rc = irp_report_save_pb(dir, pb, err, sizeof err);
+    int rc;
+    if (rs && !irp_journal_tap_error(j))
+        rc = irp_report_stream_save(rs, dir, irp_journal_head(j), err, sizeof err);
+    else
+        rc = irp_report_save_pb(dir, pb, err, sizeof err);
     if (rc)
         fprintf(stderr, "irp run: %s\n", err);
     return rc;
@@ -300,6 +307,11 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         return rc;
     if (a->resume)
         snprintf(run_id, sizeof run_id, "%s", a->resume->run_id);
+    /* A new run's report follows its journal from the first line; a
+     * resumed one's journal began in an earlier process. */
+    irp_report_stream *rs = NULL;
+    if (!a->resume && irp_report_stream_new(pb, &rs) == 0)
+        irp_journal_set_tap(j, irp_report_stream_feed, rs);
     /* A simulation acts on nothing real, so its steps need not wait for
      * their step.started to reach the disk (at --speed max that wait was
      * most of its time); the whole journal is synced when it ends. */
@@ -323,6 +335,9 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     uv_loop_t loop;
     uv_loop_init(&loop);
     irp_clock *clock = NULL;
+    /* A simulation's lines are written in batches (irp_journal_set_batch). */
+    if (a->sim)
+        irp_journal_set_batch(j, &loop);
     if (a->sim)
         irp_clock_create_virtual(&loop, a->sim->start_ms, a->sim->speed, &clock);
     else
@@ -380,10 +395,14 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         if (jerr)
             fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
     }
+    if (!jerr && (jerr = irp_journal_flush(j)) != 0)
+        fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
     static const char *const names[] = { "succeeded", "failed", "interrupted" };
     const char *head = irp_journal_head(j);
-    if (write_report(dir, pb) && !jerr)
+    if (write_report(dir, pb, j, rs) && !jerr)
         jerr = IRP_EIO;
+    irp_journal_set_tap(j, NULL, NULL);
+    irp_report_stream_free(rs);
     if (!common->quiet || st != IRP_RUN_SUCCEEDED)
         printf("run %s %s; journal head %s\n", run_id, names[st], head);
     print_open_deadlines(ui.engine);

@@ -343,6 +343,25 @@ struct irp_journal {
     bool dispatching;        /* inside callbacks: close() must not free */
     char *watch;             /* irp_journal_watch: event name, or NULL */
     json_t *foreign;         /* watched events others wrote, not yet handed over */
+    irp_journal_tap_fn tap;  /* irp_journal_set_tap */
+    void *tap_ctx;
+    int tap_err;             /* the tap's first non-zero return */
+    char *buf;               /* the line being formatted; reused */
+    size_t buf_cap;
+
+    /* irp_journal_set_batch: lines appended but not yet written, as one
+     * buffer of text and as objects (to format again if another process
+     * wrote in between), and the chain as it was before the first. */
+    bool batch;
+    uv_timer_t flusher;      /* writes the batch BATCH_MS after its first line */
+    bool flusher_open;
+    json_t **pend;
+    size_t n_pend, cap_pend;
+    char *pbuf;
+    size_t pbuf_len, pbuf_cap;
+    chain base;
+    off_t base_size;
+    int batch_err;           /* a failed flush; sticky */
     bool closing;            /* close() was called; free when idle */
 };
 
@@ -383,6 +402,11 @@ static void journal_free(irp_journal *j)
     free(j->dir);
     free(j->watch);
     json_decref(j->foreign);
+    free(j->buf);
+    for (size_t i = 0; i < j->n_pend; i++)
+        json_decref(j->pend[i]);
+    free(j->pend);
+    free(j->pbuf);
     free(j);
 }
 
@@ -574,12 +598,27 @@ int irp_journal_open(const char *path, bool repair, irp_journal **out,
     return 0;
 }
 
+static void flusher_closed(uv_handle_t *h)
+{
+    irp_journal *j = h->data;
+
+    j->flusher_open = false;
+    if (!j->work_busy && !j->dispatching)
+        journal_free(j);
+}
+
 void irp_journal_close(irp_journal *j)
 {
     if (!j || j->closing)
         return;
-    /* The pool thread still uses fd, or callbacks are running: the end of
-     * that round frees the handle (finish_close). */
+    (void)irp_journal_flush(j);
+    /* The pool thread still uses fd, or callbacks are running, or the
+     * flusher is closing: the last of those frees the handle. */
+    if (j->flusher_open) {
+        j->closing = true;
+        uv_close((uv_handle_t *)&j->flusher, flusher_closed);
+        return;
+    }
     if (j->work_busy || j->dispatching) {
         j->closing = true;
         return;
@@ -589,12 +628,22 @@ void irp_journal_close(irp_journal *j)
 
 /* ---- append ------------------------------------------------------------ */
 
-static int keep_foreign(void *ctx, const irp_journal_line *line)
+static void tap(irp_journal *j, json_t *line)
+{
+    int rc = j->tap ? j->tap(j->tap_ctx, line) : 0;
+
+    if (rc != 0 && !j->tap_err)
+        j->tap_err = rc;
+}
+
+static int on_foreign(void *ctx, const irp_journal_line *line)
 {
     irp_journal *j = ctx;
     const char *name = json_string_value(json_object_get(line->ev, "event"));
-    if (name && strcmp(name, j->watch) == 0)
+
+    if (j->watch && name && strcmp(name, j->watch) == 0)
         json_array_append(j->foreign, line->ev);
+    tap(j, line->ev);
     return 0;
 }
 
@@ -614,7 +663,7 @@ static int catch_up(irp_journal *j)
     if (st.st_size < j->size)
         return IRP_ECORRUPT;    /* someone cut lines this handle has seen */
     reader_init(&r, j->fd, j->size);
-    rc = walk(&r, &j->ch, &j->size, &tail, j->watch ? keep_foreign : NULL, j, NULL, 0);
+    rc = walk(&r, &j->ch, &j->size, &tail, j->watch || j->tap ? on_foreign : NULL, j, NULL, 0);
     reader_release(&r);
     /* Under the lock, a line without newline is from a writer that died
      * inside write(); it never reported the line, so nobody relies on it. */
@@ -632,58 +681,81 @@ static int check_event(json_t *ev)
     return 0;
 }
 
-/* seq first, the caller's keys in their order, prev last.  Values are
- * shared with ev, not copied. */
-static int fill_line_object(json_t *o, const irp_journal *j, json_t *ev)
+static int buf_reserve(irp_journal *j, size_t need)
 {
-    const char *key;
-    size_t klen;
-    json_t *val;
-
-    if (json_object_set_new(o, "seq", json_integer((json_int_t)(j->ch.n + 1))) < 0)
+    if (need <= j->buf_cap)
+        return 0;
+    size_t cap = j->buf_cap ? j->buf_cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *b = realloc(j->buf, cap);
+    if (!b)
         return IRP_ENOMEM;
-    /* ev's keys were checked when they went in (or deliberately not);
-     * json_dumps below refuses any that is not UTF-8. */
-    json_object_keylen_foreach(ev, key, klen, val)
-        if (json_object_setn_nocheck(o, key, klen, val) < 0)
-            return IRP_ENOMEM;
-    if (json_object_set_new(o, "prev", json_string(j->ch.head)) < 0)
-        return IRP_ENOMEM;
+    j->buf = b;
+    j->buf_cap = cap;
     return 0;
 }
 
-/* The next line for ev, with its '\n' in the same buffer so it goes out in
- * one write(); *len excludes the newline.  Caller frees *out. */
-static int format_line(const irp_journal *j, json_t *ev, char **out, size_t *len)
+/* ev's members, compact, without the braces, at j->buf + off; *n their
+ * length.  Insertion order is jansson's default since 2.8; the flag says
+ * so.  ev's keys were checked when they went in (or deliberately not):
+ * json_dumpb refuses any string that is not UTF-8. */
+static int dump_members(irp_journal *j, const json_t *ev, size_t off, size_t *n)
 {
-    json_t *o = json_object();
-    char *s, *line;
-    size_t n;
+    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_EMBED;
+    size_t len;
+
+    *n = 0;
+    if (json_object_size(ev) == 0)
+        return 0;
+    len = json_dumpb(ev, j->buf + off, j->buf_cap - off, flags);
+    if (len == 0)
+        return IRP_EINVAL;
+    if (len > IRP_JOURNAL_MAX_LINE)
+        return IRP_ELIMIT;
+    if (off + len > j->buf_cap) {
+        if (buf_reserve(j, off + len) < 0)
+            return IRP_ENOMEM;
+        if (json_dumpb(ev, j->buf + off, j->buf_cap - off, flags) != len)
+            return IRP_EINVAL;
+    }
+    *n = len;
+    return 0;
+}
+
+/* The next line for ev in j->buf: seq first, the caller's keys in their
+ * order, prev last, and its '\n' so it goes out in one write(); *len
+ * excludes the newline.  Written around ev's own dump: a second object
+ * holding seq, prev and ev's members cost more than the dump itself. */
+static int format_line(irp_journal *j, const json_t *ev, size_t *len)
+{
+    char digits[24], *d = digits + sizeof digits;
+    uint64_t seq = j->ch.n + 1;
+    size_t off, n;
     int rc;
 
-    if (!o)
+    do
+        *--d = (char)('0' + seq % 10);
+    while ((seq /= 10) != 0);
+    size_t nd = (size_t)(digits + sizeof digits - d);
+    if (buf_reserve(j, 4096) < 0)
         return IRP_ENOMEM;
-    rc = fill_line_object(o, j, ev);
-    /* Insertion order is jansson's default since 2.8; the flag says so. */
-    s = rc < 0 ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    if (rc < 0)
+    memcpy(j->buf, "{\"seq\":", 7);
+    memcpy(j->buf + 7, d, nd);
+    off = 7 + nd;
+    j->buf[off] = ',';
+    if ((rc = dump_members(j, ev, off + 1, &n)) < 0)
         return rc;
-    if (!s)
-        return IRP_EINVAL;      /* a string that is not UTF-8 */
-    n = strlen(s);              /* NUL inside strings is written \u0000 */
-    if (n > IRP_JOURNAL_MAX_LINE) {
-        free(s);
+    off += n ? n + 1 : 0;
+    /* ,"prev":"<64 hex>"} (75 bytes) and the newline */
+    if (off + 75 > IRP_JOURNAL_MAX_LINE)
         return IRP_ELIMIT;
-    }
-    if (!(line = realloc(s, n + 2))) {
-        free(s);
+    if (buf_reserve(j, off + 76) < 0)
         return IRP_ENOMEM;
-    }
-    line[n] = '\n';
-    line[n + 1] = '\0';
-    *out = line;
-    *len = n;
+    memcpy(j->buf + off, ",\"prev\":\"", 9);
+    memcpy(j->buf + off + 9, j->ch.head, 64);
+    memcpy(j->buf + off + 73, "\"}\n", 3);
+    *len = off + 75;
     return 0;
 }
 
@@ -702,23 +774,24 @@ static int write_line(irp_journal *j, const char *buf, size_t len)
 static int append_locked(irp_journal *j, json_t *ev)
 {
     char hash[IRP_SHA256_HEX];
-    char *line;
     size_t len;
     int rc;
 
-    if ((rc = format_line(j, ev, &line, &len)) < 0)
+    if ((rc = format_line(j, ev, &len)) < 0)
         return rc;
-    rc = sha256_hex(line, len, hash);
+    rc = sha256_hex(j->buf, len, hash);
     if (rc == 0)
-        rc = write_line(j, line, len + 1);
-    free(line);
-    if (rc < 0)
-        return rc;
-    j->ch.n++;
-    memcpy(j->ch.head, hash, sizeof hash);
-    j->size += (off_t)len + 1;
-    return 0;
+        rc = write_line(j, j->buf, len + 1);
+    if (rc == 0) {
+        j->ch.n++;
+        memcpy(j->ch.head, hash, sizeof hash);
+        j->size += (off_t)len + 1;
+        tap(j, ev);
+    }
+    return rc;
 }
+
+static int append_pending(irp_journal *j, json_t *ev);
 
 int irp_journal_append(irp_journal *j, json_t *ev, uint64_t *seq)
 {
@@ -726,6 +799,12 @@ int irp_journal_append(irp_journal *j, json_t *ev, uint64_t *seq)
 
     if (!j || j->closing || check_event(ev) < 0)
         return IRP_EINVAL;
+    if (j->batch) {
+        rc = append_pending(j, ev);
+        if (rc == 0 && seq)
+            *seq = j->ch.n;
+        return rc;
+    }
     if ((rc = lock_file(j->fd, LOCK_EX)) < 0)
         return rc;
     rc = catch_up(j);
@@ -736,6 +815,162 @@ int irp_journal_append(irp_journal *j, json_t *ev, uint64_t *seq)
     if (rc == 0 && seq)
         *seq = j->ch.n;
     return rc;
+}
+
+/* ---- batches ---------------------------------------------------------- */
+
+/* Lines are written when this much is pending, or when the first has
+ * waited this long (ms), whichever comes first.  The timer fires whether
+ * the loop spins (a simulation at full speed) or waits (for an answer),
+ * so another process sees a line at most this late. */
+#define BATCH_BYTES ((size_t)256 * 1024)
+#define BATCH_MS 20
+
+static int pbuf_add(irp_journal *j, const char *text, size_t len)
+{
+    if (j->pbuf_len + len > j->pbuf_cap) {
+        size_t cap = j->pbuf_cap ? j->pbuf_cap : 64 * 1024;
+        while (cap < j->pbuf_len + len)
+            cap *= 2;
+        char *b = realloc(j->pbuf, cap);
+        if (!b)
+            return IRP_ENOMEM;
+        j->pbuf = b;
+        j->pbuf_cap = cap;
+    }
+    memcpy(j->pbuf + j->pbuf_len, text, len);
+    j->pbuf_len += len;
+    return 0;
+}
+
+/* Format ev as the next line of the chain as this handle knows it, into
+ * the pending text. */
+static int pend_line(irp_journal *j, json_t *ev)
+{
+    char hash[IRP_SHA256_HEX];
+    size_t len;
+    int rc;
+
+    if ((rc = format_line(j, ev, &len)) < 0)
+        return rc;
+    rc = sha256_hex(j->buf, len, hash);
+    if (rc == 0)
+        rc = pbuf_add(j, j->buf, len + 1);
+    if (rc < 0)
+        return rc;
+    j->ch.n++;
+    memcpy(j->ch.head, hash, sizeof hash);
+    j->size += (off_t)len + 1;
+    return 0;
+}
+
+static void on_flusher(uv_timer_t *h)
+{
+    (void)irp_journal_flush(h->data);   /* a failure is sticky: the next append says so */
+}
+
+static int append_pending(irp_journal *j, json_t *ev)
+{
+    int rc;
+
+    if (j->batch_err)
+        return j->batch_err;
+    if (j->n_pend == j->cap_pend) {
+        size_t cap = j->cap_pend ? j->cap_pend * 2 : 256;
+        json_t **p = realloc(j->pend, cap * sizeof *p);
+        if (!p)
+            return IRP_ENOMEM;
+        j->pend = p;
+        j->cap_pend = cap;
+    }
+    if (j->n_pend == 0) {
+        j->base = j->ch;
+        j->base_size = j->size;
+        if (j->flusher_open && !j->closing)
+            uv_timer_start(&j->flusher, on_flusher, BATCH_MS, 0);
+    }
+    rc = pend_line(j, ev);
+    if (rc == 0)
+        j->pend[j->n_pend++] = json_incref(ev);
+    if (rc == 0 && j->pbuf_len >= BATCH_BYTES)
+        rc = irp_journal_flush(j);
+    return rc;
+}
+
+/* With the lock held: take in what others wrote since the batch began,
+ * then write the batch after it, formatted again if there was any.  On
+ * return j->size is where the batch begins in the file. */
+static int flush_locked(irp_journal *j)
+{
+    int rc;
+
+    j->ch = j->base;
+    j->size = j->base_size;
+    if ((rc = catch_up(j)) < 0)
+        return rc;
+    if (j->ch.n != j->base.n) {
+        off_t at = j->size;
+
+        j->pbuf_len = 0;
+        for (size_t i = 0; i < j->n_pend && rc == 0; i++)
+            rc = pend_line(j, j->pend[i]);
+        j->size = at;
+        if (rc < 0)
+            return rc;
+    }
+    return write_line(j, j->pbuf, j->pbuf_len);
+}
+
+int irp_journal_flush(irp_journal *j)
+{
+    chain after;
+    off_t after_size;
+    int rc;
+
+    if (!j || j->n_pend == 0)
+        return j ? j->batch_err : IRP_EINVAL;
+    if (j->flusher_open)
+        uv_timer_stop(&j->flusher);
+    after = j->ch;
+    after_size = j->size;
+    rc = lock_file(j->fd, LOCK_EX);
+    if (rc == 0) {
+        rc = flush_locked(j);
+        (void)lock_file(j->fd, LOCK_UN);
+    }
+    if (rc == 0) {
+        if (j->ch.n == j->base.n) {            /* nobody else wrote */
+            j->ch = after;
+            j->size = after_size;
+        } else {
+            j->size += (off_t)j->pbuf_len;
+        }
+        for (size_t i = 0; i < j->n_pend; i++)
+            tap(j, j->pend[i]);
+    } else if (!j->batch_err) {
+        j->batch_err = rc;
+    }
+    for (size_t i = 0; i < j->n_pend; i++)
+        json_decref(j->pend[i]);
+    j->n_pend = 0;
+    j->pbuf_len = 0;
+    return rc;
+}
+
+int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop)
+{
+    int rc;
+
+    if (!j || !loop || j->fsync_on || j->batch || (j->loop && j->loop != loop))
+        return IRP_EINVAL;
+    j->loop = loop;
+    if ((rc = uv_timer_init(loop, &j->flusher)) < 0)
+        return irp_err_from_errno(-rc);
+    j->flusher.data = j;
+    j->flusher_open = true;
+    uv_unref((uv_handle_t *)&j->flusher);
+    j->batch = true;
+    return 0;
 }
 
 /* ---- sync ------------------------------------------------------------- */
@@ -779,6 +1014,8 @@ int irp_journal_sync(irp_journal *j)
 
     if (!j)
         return IRP_EINVAL;
+    if ((rc = irp_journal_flush(j)) < 0)
+        return rc;
     target = j->ch.n;
     switch (sync_mode_for(j, target)) {
     case SYNC_NONE:
@@ -792,6 +1029,29 @@ int irp_journal_sync(irp_journal *j)
     rc = do_sync(j->fd, dir ? j->dir : NULL, take_inject(j));
     j->fsync_count++;
     return sync_done(j, target, dir, rc);
+}
+
+bool irp_journal_is_durable(irp_journal *j, uint64_t seq)
+{
+    if (!j || j->sync_err || seq > j->ch.n)
+        return false;
+    if (seq <= j->durable)
+        return true;
+    if (j->fsync_on)
+        return false;
+    j->durable = j->ch.n;      /* SYNC_PRETEND without the trip through the pool */
+    return true;
+}
+
+void irp_journal_set_tap(irp_journal *j, irp_journal_tap_fn fn, void *ctx)
+{
+    j->tap = fn;
+    j->tap_ctx = ctx;
+}
+
+int irp_journal_tap_error(const irp_journal *j)
+{
+    return j->tap_err;
 }
 
 /* ---- sync_async: one round at a time on the thread pool --------------- */
@@ -868,7 +1128,8 @@ static void fire(irp_journal *j, sync_waiter *list, int err)
 static void finish_close(irp_journal *j)
 {
     fire(j, take_waiters(j, true), IRP_ECANCELED);
-    journal_free(j);
+    if (!j->flusher_open)
+        journal_free(j);
 }
 
 static void dispatch(irp_journal *j)
@@ -913,6 +1174,8 @@ int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
         return IRP_ECANCELED;
     if (j->loop && j->loop != loop)
         return IRP_EINVAL;
+    if ((rc = irp_journal_flush(j)) < 0)
+        return rc;
     if (!(w = malloc(sizeof *w)))
         return IRP_ENOMEM;
     *w = (sync_waiter){ .seq = seq, .cb = cb, .arg = arg };
@@ -973,7 +1236,10 @@ int irp_journal_watch(irp_journal *j, const char *event)
 
 int irp_journal_refresh(irp_journal *j, irp_journal_event_fn fn, void *ctx)
 {
-    int rc = lock_file(j->fd, LOCK_EX);
+    int rc = irp_journal_flush(j);
+    if (rc < 0)
+        return rc;
+    rc = lock_file(j->fd, LOCK_EX);
     if (rc < 0)
         return rc;
     rc = catch_up(j);
@@ -996,6 +1262,12 @@ void irp_journal_set_fsync(irp_journal *j, bool on)
      * the next sync covers them all. */
     if (on && !j->fsync_on && !j->sync_err)
         j->durable = 0;
+    /* Batches are for lines nobody waits on: durable again, each line is
+     * written as it comes. */
+    if (on && j->batch) {
+        (void)irp_journal_flush(j);    /* a failure stays in batch_err */
+        j->batch = false;
+    }
     j->fsync_on = on;
 }
 

@@ -1,8 +1,11 @@
 /* Reports of a run from its journal: Markdown for people, JSON for
  * machines, JUnit for CI (report.h, docs/reports.md). */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "irp/error.h"
 #include "irp/report.h"
@@ -53,8 +56,15 @@ static char *value_text(const json_t *v)
 static void join_list(FILE *f, const json_t *list, const char *sep)
 {
     for (size_t i = 0; i < json_array_size(list); i++) {
-        char *t = value_text(json_array_get(list, i));
-        fprintf(f, "%s%s", i ? sep : "", t ? t : "");
+        const json_t *v = json_array_get(list, i);
+        if (i)
+            fputs(sep, f);
+        if (json_is_string(v)) {    /* most are: no copy */
+            fputs(json_string_value(v), f);
+            continue;
+        }
+        char *t = value_text(v);
+        fputs(t ? t : "", f);
         free(t);
     }
 }
@@ -224,13 +234,35 @@ static void describe_step(FILE *f, const char *name, const json_t *ev)
     }
 }
 
-/* A few words on what an event says (malloc'd; NULL when out of memory). */
-static char *describe(const json_t *ev)
+/* A buffer the timeline describes each event in, reused from row to row:
+ * a stream opened per row was the biggest cost of a long timeline. */
+typedef struct scratch {
+    FILE *f;
+    char *buf;
+    size_t len;
+} scratch;
+
+static int scratch_open(scratch *sc)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f)
+    *sc = (scratch){ 0 };
+    sc->f = open_memstream(&sc->buf, &sc->len);
+    return sc->f ? 0 : IRP_ENOMEM;
+}
+
+static void scratch_close(scratch *sc)
+{
+    if (sc->f)
+        fclose(sc->f);
+    free(sc->buf);
+    *sc = (scratch){ 0 };
+}
+
+/* A few words on what an event says, in sc (valid until the next call;
+ * NULL when out of memory). */
+static const char *describe(scratch *sc, const json_t *ev)
+{
+    FILE *f = sc->f;
+    if (!f || fseek(f, 0, SEEK_SET) != 0)
         return NULL;
     const char *name = str_of(ev, "event") ? str_of(ev, "event") : "";
     if (strncmp(name, "step.", 5) == 0) {
@@ -253,11 +285,8 @@ static char *describe(const json_t *ev)
     } else {
         describe_other(f, ev);
     }
-    if (fclose(f) != 0) {
-        free(text);
-        return NULL;
-    }
-    return text;
+    fputc('\0', f);
+    return fflush(f) == 0 && !ferror(f) ? sc->buf : NULL;
 }
 
 /* ---- Markdown ------------------------------------------------------- */
@@ -267,32 +296,57 @@ static char *describe(const json_t *ev)
  * markup; a newline becomes <br> in a cell and a space in a heading;
  * other control characters become U+FFFD.  Cut at `max` bytes (0: no
  * limit), on a character boundary, with an ellipsis. */
-static void md_text_n(FILE *f, const char *s, bool cell, size_t max)
+static bool md_plain(unsigned char c)
 {
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++, n++) {
-        if (max && n >= max && (*p & 0xC0) != 0x80) {
-            fputs("…", f);
-            return;
-        }
-        switch (*p) {
-        case '\\': case '`': case '*': case '_': case '[': case ']': case '|': case '~':
-        case '#':
-            fprintf(f, "\\%c", *p);
-            break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '\n': fputs(cell ? "<br>" : " ", f); break;
-        case '\r': break;
-        case '\t': fputc(' ', f); break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fputs("\xef\xbf\xbd", f);
-            else
-                fputc(*p, f);
+    switch (c) {
+    case '\\': case '`': case '*': case '_': case '[': case ']': case '|': case '~':
+    case '#': case '<': case '>': case '&': case 0x7f:
+        return false;
+    default:
+        return c >= 0x20;
+    }
+}
+
+static void md_char(FILE *f, unsigned char c, bool cell)
+{
+    switch (c) {
+    case '<': fputs("&lt;", f); break;
+    case '>': fputs("&gt;", f); break;
+    case '&': fputs("&amp;", f); break;
+    case '\n': fputs(cell ? "<br>" : " ", f); break;
+    case '\r': break;
+    case '\t': fputc(' ', f); break;
+    default:
+        if (c < 0x20 || c == 0x7f) {
+            fputs("\xef\xbf\xbd", f);
+        } else {
+            fputc('\\', f);
+            fputc(c, f);
         }
     }
+}
+
+static void md_text_n(FILE *f, const char *s, bool cell, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    size_t len = strlen((const char *)p), cut = len;
+    if (max && len > max) {
+        cut = max;
+        while (cut < len && (p[cut] & 0xC0) == 0x80)
+            cut++;
+    }
+    /* Plain runs go out whole: a timeline has a row per journal line. */
+    for (size_t i = 0; i < cut;) {
+        size_t run = i;
+        while (run < cut && md_plain(p[run]))
+            run++;
+        fwrite(p + i, 1, run - i, f);
+        if (run < cut)
+            md_char(f, p[run++], cell);
+        i = run;
+    }
+    if (cut < len)
+        fputs("…", f);
 }
 
 static void md_text(FILE *f, const char *s)
@@ -305,8 +359,11 @@ static void md_text(FILE *f, const char *s)
 static void md_code(FILE *f, const char *s)
 {
     if (s && *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                             "0123456789_.:@-[]+/=") == strlen(s))
-        fprintf(f, "`%s`", s);
+                             "0123456789_.:@-[]+/=") == strlen(s)) {
+        fputc('`', f);
+        fputs(s, f);
+        fputc('`', f);
+    }
     else
         md_text(f, s);
 }
@@ -496,36 +553,44 @@ static void md_steps(FILE *f, const irp_runlog *L)
     fputs("\n", f);
 }
 
+/* One journal line as a row of the timeline; run_start_ms is the ts of
+ * run.started (-1 when unknown). */
+static void md_timeline_row(FILE *f, scratch *sc, int64_t run_start_ms, const json_t *ev)
+{
+    const char *ts = str_of(ev, "ts");
+    int64_t ms = -1;
+    if (ts && irp_time_parse(ts, strlen(ts), &ms) != 0)
+        ms = -1;
+    char off[40] = "";
+    if (ms >= 0 && run_start_ms >= 0)
+        irp_runlog_offset(ms - run_start_ms, off, sizeof off);
+    fputs("| ", f);
+    md_text(f, ts);
+    fprintf(f, " | %s | ", off);
+    const char *who = str_of(ev, "instance") ? str_of(ev, "instance") : str_of(ev, "step");
+    if (who)
+        md_code(f, who);
+    fputs(" | ", f);
+    md_text(f, str_of(ev, "event"));
+    fputs(" | ", f);
+    md_text(f, str_of(ev, "operator") ? str_of(ev, "operator") : str_of(ev, "collector"));
+    fputs(" | ", f);
+    md_text_n(f, describe(sc, ev), true, DETAIL_MAX);
+    fputs(" |\n", f);
+}
+
+static const char timeline_head[] = "## Timeline\n\n| time (UTC) | T+ | step / instance | event "
+                                    "| who | detail |\n|---|---|---|---|---|---|\n";
+
 static void md_timeline(FILE *f, const irp_runlog *L)
 {
-    fputs("## Timeline\n\n| time (UTC) | T+ | step / instance | event | who | detail |\n"
-          "|---|---|---|---|---|---|\n", f);
-    for (size_t i = 0; i < L->n_events; i++) {
-        const json_t *ev = L->events[i];
-        const char *ts = str_of(ev, "ts");
-        int64_t ms = -1;
-        if (ts && irp_time_parse(ts, strlen(ts), &ms) != 0)
-            ms = -1;
-        char off[40] = "";
-        if (ms >= 0 && L->started_ms >= 0)
-            irp_runlog_offset(ms - L->started_ms, off, sizeof off);
-        fputs("| ", f);
-        md_text(f, ts);
-        fprintf(f, " | %s | ", off);
-        const char *who = str_of(ev, "instance") ? str_of(ev, "instance") : str_of(ev, "step");
-        if (who)
-            md_code(f, who);
-        fputs(" | ", f);
-        md_text(f, str_of(ev, "event"));
-        fputs(" | ", f);
-        md_text(f, str_of(ev, "operator") ? str_of(ev, "operator") : str_of(ev, "collector"));
-        fputs(" | ", f);
-        char *d = describe(ev);
-        md_text_n(f, d, true, DETAIL_MAX);
-        free(d);
-        fputs(" |\n", f);
-    }
+    scratch sc;
+    scratch_open(&sc);
+    fputs(timeline_head, f);
+    for (size_t i = 0; i < L->n_events; i++)
+        md_timeline_row(f, &sc, L->started_ms, L->events[i]);
     fputs("\n", f);
+    scratch_close(&sc);
 }
 
 static void md_deadlines(FILE *f, const irp_runlog *L)
@@ -700,7 +765,8 @@ static void md_notifications(FILE *f, const irp_runlog *L)
     fputs("\n", f);
 }
 
-static void render_md(FILE *f, const irp_runlog *L)
+/* Everything up to the timeline. */
+static void render_md_top(FILE *f, const irp_runlog *L)
 {
     md_header(f, L);
     md_inputs(f, L);
@@ -711,10 +777,20 @@ static void render_md(FILE *f, const irp_runlog *L)
     md_notes(f, L);
     md_evidence(f, L);
     md_notifications(f, L);
-    md_timeline(f, L);
+}
+
+static void render_md_end(FILE *f, const irp_runlog *L)
+{
     fprintf(f, "---\n\n%s. Journal head `%s` after %zu lines: write it down elsewhere; "
                "`irp verify RUN_DIR --head %s` proves the record up to it was not changed.\n",
             L->tlp_label, L->head, L->n_events, L->head);
+}
+
+static void render_md(FILE *f, const irp_runlog *L)
+{
+    render_md_top(f, L);
+    md_timeline(f, L);
+    render_md_end(f, L);
 }
 
 /* ---- JSON ----------------------------------------------------------- */
@@ -1112,6 +1188,8 @@ int irp_report_render(const irp_runlog *log, irp_report_format fmt, char **out, 
 {
     *out = NULL;
     *len = 0;
+    if (log->fed)
+        return IRP_EINVAL;   /* its events are gone: see irp_report_stream */
     if (fmt == IRP_REPORT_JSON) {
         json_t *o = json_report(log);
         char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
@@ -1172,4 +1250,99 @@ int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err, s
         snprintf(err, errlen, "cannot write %s/report.md: %s", run_dir, irp_strerror(rc));
     free(md);
     return rc;
+}
+
+/* ---- the report of a run as it is written ------------------------- */
+
+struct irp_report_stream {
+    irp_runlog *log;
+    FILE *timeline;          /* the timeline's rows so far */
+    scratch sc;
+    char *buf;
+    size_t len;
+    int err;                 /* first failure; the report is then not saved */
+};
+
+int irp_report_stream_new(const irp_playbook *pb, irp_report_stream **out)
+{
+    irp_report_stream *s = calloc(1, sizeof *s);
+
+    *out = NULL;
+    if (!s)
+        return IRP_ENOMEM;
+    int rc = irp_runlog_new_fed(pb, &s->log);
+    if (!rc && !(s->timeline = open_memstream(&s->buf, &s->len)))
+        rc = IRP_ENOMEM;
+    if (!rc)
+        rc = scratch_open(&s->sc);
+    if (rc) {
+        irp_report_stream_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int irp_report_stream_feed(void *ctx, json_t *line)
+{
+    irp_report_stream *s = ctx;
+
+    if (s->err)
+        return s->err;
+    s->err = irp_runlog_feed(s->log, line);
+    if (!s->err) {
+        md_timeline_row(s->timeline, &s->sc, s->log->started_ms, line);
+        if (ferror(s->timeline))
+            s->err = IRP_ENOMEM;
+    }
+    return s->err;
+}
+
+static int write_stream(irp_report_stream *s, FILE *f)
+{
+    if (fflush(s->timeline) != 0)
+        return IRP_ENOMEM;
+    render_md_top(f, s->log);
+    fputs(timeline_head, f);
+    fwrite(s->buf, 1, s->len, f);
+    fputs("\n", f);
+    render_md_end(f, s->log);
+    return fflush(f) != 0 || ferror(f) ? irp_err_from_errno(errno ? errno : EIO) : 0;
+}
+
+int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char *head,
+                           char *err, size_t errlen)
+{
+    char path[4096];
+    int rc = s->err;
+
+    snprintf(path, sizeof path, "%s/report.md", run_dir);
+    irp_runlog_settle(s->log, head);
+    int fd = rc ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
+    if (!rc && !f)
+        rc = irp_err_from_errno(errno);
+    if (!rc)
+        rc = write_stream(s, f);
+    if (!rc && fsync(fileno(f)) != 0)
+        rc = irp_err_from_errno(errno);
+    if (f && fclose(f) != 0 && !rc)
+        rc = irp_err_from_errno(errno);
+    else if (!f && fd >= 0)
+        close(fd);
+    if (rc)
+        snprintf(err, errlen, "cannot write %s: %s", path, irp_strerror(rc));
+    return rc;
+}
+
+void irp_report_stream_free(irp_report_stream *s)
+{
+    if (!s)
+        return;
+    if (s->timeline)
+        fclose(s->timeline);
+    free(s->buf);
+    scratch_close(&s->sc);
+    irp_runlog_free(s->log);
+    free(s);
 }

@@ -35,13 +35,14 @@ static int64_t time_of(const json_t *ev, const char *key)
     return s && irp_time_parse(s, strlen(s), &ms) == 0 ? ms : -1;
 }
 
-/* Grow *arr (elements of `size` bytes) so one more fits; zeroes the new
- * element.  Returns it, or NULL when out of memory. */
-static void *push(void *arr_p, size_t *n, size_t *cap, size_t size)
+/* Grow *arr (elements of `size` bytes) so one more fits, room for
+ * `first` at first; zeroes the new element.  Returns it, or NULL when out
+ * of memory. */
+static void *push_n(void *arr_p, size_t *n, size_t *cap, size_t size, size_t first)
 {
     void **arr = arr_p;
     if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 8;
+        size_t ncap = *cap ? *cap * 2 : first;
         void *p = realloc(*arr, ncap * size);
         if (!p)
             return NULL;
@@ -53,6 +54,11 @@ static void *push(void *arr_p, size_t *n, size_t *cap, size_t size)
     return el;
 }
 
+static void *push(void *arr_p, size_t *n, size_t *cap, size_t size)
+{
+    return push_n(arr_p, n, cap, size, 8);
+}
+
 static int parse_state(const char *s, irp_state *out)
 {
     for (int i = IRP_ST_PENDING; s && i <= IRP_ST_INTERRUPTED; i++)
@@ -61,6 +67,14 @@ static int parse_state(const char *s, irp_state *out)
             return 0;
         }
     return IRP_EINVAL;
+}
+
+/* A string of an event the runlog keeps, or of one it drops (a fed
+ * runlog's step events): then a copy.  NULL stays NULL, and NULL also
+ * when out of memory (the field is then absent, as if never journaled). */
+static const char *keep_str(irp_runlog *L, const char *s)
+{
+    return s && L->fed ? irp_arena_strdup(&L->strings, s) : s;
 }
 
 /* ---- reading the journal -------------------------------------------- */
@@ -142,7 +156,9 @@ static irp_runlog_step *step_of(irp_runlog *L, const char *id)
 
 static irp_runlog_instance *add_inst(irp_runlog_step *st, const char *id, size_t index)
 {
-    irp_runlog_instance *in = push(&st->insts, &st->n_insts, &st->cap_insts, sizeof *in);
+    /* Most steps have one instance of one attempt: room for one, so a
+     * long run's model grows by what it holds. */
+    irp_runlog_instance *in = push_n(&st->insts, &st->n_insts, &st->cap_insts, sizeof *in, 1);
     if (!in)
         return NULL;
     in->id = strdup(id);
@@ -170,7 +186,7 @@ static irp_runlog_attempt *attempt_of(irp_runlog_instance *in, int64_t number)
     for (size_t i = 0; i < in->n_attempts; i++)
         if (in->attempts[i].number == number)
             return &in->attempts[i];
-    irp_runlog_attempt *a = push(&in->attempts, &in->n_attempts, &in->cap_attempts, sizeof *a);
+    irp_runlog_attempt *a = push_n(&in->attempts, &in->n_attempts, &in->cap_attempts, sizeof *a, 1);
     if (!a)
         return NULL;
     a->number = (int)number;
@@ -390,8 +406,8 @@ static int on_prompt(irp_runlog *L, irp_runlog_step *st, irp_runlog_instance *in
     }
     /* A manual step's question is asked inside its attempt: answered, the
      * attempt goes on until its step.finished. */
-    bool in_attempt = in && in->n_attempts && in->attempts[in->n_attempts - 1].started &&
-                      !in->attempts[in->n_attempts - 1].finished;
+    bool in_attempt = in && in->n_attempts && in->attempts[in->n_attempts - 1].began &&
+                      !in->attempts[in->n_attempts - 1].ended;
     if (in && in->state == IRP_ST_AWAITING_INPUT)
         in->state = in_attempt ? IRP_ST_RUNNING : IRP_ST_WAITING;
     else if (!in && st->state == IRP_ST_AWAITING_INPUT)
@@ -399,13 +415,15 @@ static int on_prompt(irp_runlog *L, irp_runlog_step *st, irp_runlog_instance *in
     return add_operator(L, str_of(ev, "operator"), IRP_RUNLOG_ANSWERED);
 }
 
-static int on_attempt(irp_runlog_instance *in, const char *name, const json_t *ev, int64_t ts)
+static int on_attempt(irp_runlog *L, irp_runlog_instance *in, const char *name, const json_t *ev,
+                      int64_t ts)
 {
     irp_runlog_attempt *a = attempt_of(in, int_of(ev, "attempt", 1));
     if (!a)
         return IRP_ENOMEM;
     if (strcmp(name, "step.started") == 0) {
-        a->started = ev;
+        a->began = true;
+        a->started = L->fed ? NULL : ev;
         a->started_ms = ts;
         in->state = IRP_ST_RUNNING;
         if (in->started_ms < 0)
@@ -414,15 +432,20 @@ static int on_attempt(irp_runlog_instance *in, const char *name, const json_t *e
     } else if (strcmp(name, "step.spawned") == 0) {
         a->pid = int_of(ev, "pid", 0);
     } else {   /* step.finished */
-        a->finished = ev;
+        a->ended = true;
+        a->finished = L->fed ? NULL : ev;
         a->finished_ms = ts;
         a->status = str_of(ev, "status");
         a->duration_ms = int_of(ev, "duration_ms", -1);
         a->exit_code = int_of(ev, "exit_code", -1);
         a->signal = int_of(ev, "signal", 0);
-        a->error = str_of(ev, "error");
-        if (parse_state(a->status, &in->state) != 0)
+        a->error = keep_str(L, str_of(ev, "error"));
+        if (parse_state(a->status, &in->state) == 0) {
+            a->status = irp_state_name(in->state);   /* the same text, static */
+        } else {
             in->state = IRP_ST_FAILED;
+            a->status = keep_str(L, a->status);
+        }
         in->finished_ms = ts;
     }
     return 0;
@@ -449,14 +472,14 @@ static int on_step_event(irp_runlog *L, const char *name, const json_t *ev, int6
     if (in) {
         if (strcmp(name, "step.started") == 0 || strcmp(name, "step.spawned") == 0 ||
             strcmp(name, "step.finished") == 0) {
-            if (on_attempt(in, name, ev, ts))
+            if (on_attempt(L, in, name, ev, ts))
                 return IRP_ENOMEM;
         } else if (strcmp(name, "step.retrying") == 0 || strcmp(name, "step.waiting") == 0) {
             in->state = IRP_ST_WAITING;
             in->finished_ms = -1;
         } else if (skipped || cancelled) {
             in->state = skipped ? IRP_ST_SKIPPED : IRP_ST_CANCELLED;
-            in->reason = str_of(ev, "reason");
+            in->reason = keep_str(L, str_of(ev, "reason"));
             in->finished_ms = ts;
         }
         if (st->started_ms < 0 && strcmp(name, "step.started") == 0)
@@ -471,7 +494,7 @@ static int on_step_event(irp_runlog *L, const char *name, const json_t *ev, int6
         else
             parse_state(str_of(ev, "status"), &s);
         st->state = s;
-        st->reason = str_of(ev, skipped || cancelled ? "reason" : "error");
+        st->reason = keep_str(L, str_of(ev, skipped || cancelled ? "reason" : "error"));
         st->finished_ms = ts;
         st->ended_as_whole = true;
     } else if (strcmp(name, "step.waiting") == 0 && !irp_state_ended(st->state)) {
@@ -622,20 +645,24 @@ static int replay(irp_runlog *L, const json_t *ev)
 static int steps_from_playbook(irp_runlog *L, const char *dir, const irp_playbook *given)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/playbook.yaml", dir);
     irp_diag_list diags = IRP_DIAG_LIST_INIT;
     irp_playbook *loaded = NULL;
-    int rc = given ? 0 : irp_playbook_load(path, &diags, &loaded);
+    int rc = 0;
+    if (!given) {
+        snprintf(path, sizeof path, "%s/playbook.yaml", dir);
+        rc = irp_playbook_load(path, &diags, &loaded);
+    }
     const irp_playbook *pb = given ? given : loaded;
     irp_diag_list_release(&diags);
     if (rc == IRP_ENOMEM) {
         irp_playbook_free(loaded);
         return rc;
     }
-    char sha[IRP_SHA256_HEX];
-    if (!rc && pb)
+    /* A fed runlog is given the very playbook the run executes. */
+    char sha[IRP_SHA256_HEX] = "";
+    if (!rc && pb && !L->fed)
         irp_sha256_hex(pb->src, pb->src_len, sha);
-    if (rc || !pb || !L->pb_sha256 || strcmp(sha, L->pb_sha256) != 0) {
+    if (rc || !pb || (!L->fed && (!L->pb_sha256 || strcmp(sha, L->pb_sha256) != 0))) {
         irp_playbook_free(loaded);
         return 0;
     }
@@ -744,6 +771,82 @@ int irp_runlog_load_pb(const char *run_dir, const irp_playbook *pb, irp_runlog *
     return rc;
 }
 
+/* ---- a runlog fed as the journal is written ------------------------- */
+
+int irp_runlog_new_fed(const irp_playbook *pb, irp_runlog **out)
+{
+    irp_runlog *L = calloc(1, sizeof *L);
+
+    *out = NULL;
+    if (!L)
+        return IRP_ENOMEM;
+    memset(L->head, '0', 64);
+    L->head[64] = '\0';
+    L->started_ms = L->detected_ms = L->finished_ms = L->last_ms = -1;
+    set_tlp_label(L, NULL);
+    L->fed = true;
+    L->pb = pb;
+    irp_arena_init(&L->strings, 0);
+    *out = L;
+    return 0;
+}
+
+/* The step events a fed runlog does not keep: one or more per attempt,
+ * so most of a journal.  Every other kind is rare and kept whole. */
+static bool dropped_kind(const char *name)
+{
+    static const char *const kinds[] = { "started", "spawned", "finished", "skipped",
+                                         "cancelled", "retrying", "waiting" };
+    if (!name || strncmp(name, "step.", 5) != 0)
+        return false;
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        if (strcmp(name + 5, kinds[i]) == 0)
+            return true;
+    return false;
+}
+
+static int keep_event(irp_runlog *L, json_t *ev)
+{
+    if (L->n_kept == L->cap_kept) {
+        size_t ncap = L->cap_kept ? L->cap_kept * 2 : 64;
+        json_t **p = realloc(L->kept, ncap * sizeof *p);
+        if (!p)
+            return IRP_ENOMEM;
+        L->kept = p;
+        L->cap_kept = ncap;
+    }
+    L->kept[L->n_kept++] = json_incref(ev);
+    return 0;
+}
+
+int irp_runlog_feed(irp_runlog *L, json_t *ev)
+{
+    if (L->n_events >= IRP_RUNLOG_MAX_EVENTS)
+        return IRP_ELIMIT;
+    const char *name = str_of(ev, "event");
+    int rc = dropped_kind(name) ? 0 : keep_event(L, ev);
+    /* run.started first: steps in the playbook's order, as
+     * irp_runlog_load does with the copy in the run directory. */
+    if (!rc && L->n_events == 0 && name && strcmp(name, "run.started") == 0) {
+        rc = on_run_started(L, ev, time_of(ev, "ts"));
+        if (!rc)
+            rc = steps_from_playbook(L, NULL, L->pb);
+    }
+    if (!rc)
+        rc = replay(L, ev);
+    L->n_events++;
+    return rc;
+}
+
+void irp_runlog_settle(irp_runlog *L, const char *head)
+{
+    snprintf(L->head, sizeof L->head, "%s", head);
+    for (size_t i = 0; i < L->n_steps; i++)
+        settle_step(&L->steps[i]);
+    settle_prompts(L);
+    deadlines_settle(L);
+}
+
 void irp_runlog_free(irp_runlog *L)
 {
     if (!L)
@@ -769,9 +872,13 @@ void irp_runlog_free(irp_runlog *L)
     free((void *)L->notifications);
     free((void *)L->resumes);
     free((void *)L->interrupts);
-    for (size_t i = 0; i < L->n_events; i++)
+    for (size_t i = 0; L->events && i < L->n_events; i++)
         json_decref(L->events[i]);
     free(L->events);
+    for (size_t i = 0; i < L->n_kept; i++)
+        json_decref(L->kept[i]);
+    free(L->kept);
+    irp_arena_release(&L->strings);
     free(L);
 }
 
@@ -797,6 +904,25 @@ void irp_runlog_offset(int64_t ms, char *buf, size_t n)
 {
     char sign = ms < 0 ? '-' : '+';
     uint64_t a = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+    /* Every timeline row has one: the usual size without snprintf. */
+    if (a < 100ull * 3600000 && n >= 16) {
+        unsigned f[] = { (unsigned)(a / 3600000), (unsigned)(a / 60000 % 60),
+                         (unsigned)(a / 1000 % 60) };
+        char *p = buf;
+        *p++ = 'T';
+        *p++ = sign;
+        for (int i = 0; i < 3; i++) {
+            *p++ = (char)('0' + f[i] / 10);
+            *p++ = (char)('0' + f[i] % 10);
+            *p++ = i < 2 ? ':' : '.';
+        }
+        unsigned m = (unsigned)(a % 1000);
+        *p++ = (char)('0' + m / 100);
+        *p++ = (char)('0' + m / 10 % 10);
+        *p++ = (char)('0' + m % 10);
+        *p = '\0';
+        return;
+    }
     snprintf(buf, n, "T%c%02llu:%02u:%02u.%03u", sign, (unsigned long long)(a / 3600000),
              (unsigned)(a / 60000 % 60), (unsigned)(a / 1000 % 60), (unsigned)(a % 1000));
 }

@@ -78,8 +78,9 @@ int irp_journal_open(const char *path, bool repair, irp_journal **out,
  * running the loop until it has no more work before uv_loop_close(). */
 void irp_journal_close(irp_journal *j);
 
-/* Append one event, a JSON object the caller still owns and that is not
- * modified: the line written is `ev` with "seq" and "prev" added (see the
+/* Append one event, a JSON object the caller still owns, that is not
+ * modified, and that the caller must not change afterwards (a batch, and
+ * the tap, may still read it): the line written is `ev` with "seq" and "prev" added (see the
  * key order above), and *seq (may be NULL) is set to its number.
  *   IRP_EINVAL    ev is not an object, has a "seq" or "prev" key, or holds
  *                 a string that is not UTF-8
@@ -105,6 +106,41 @@ typedef void (*irp_journal_sync_cb)(void *arg, int status);
  * the journal was used with another loop before. */
 int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
                            irp_journal_sync_cb cb, void *arg);
+
+/* Batch appends (a simulation at full speed, whose lines are many and
+ * whose actions are not real): with durability off only.  Lines then go
+ * to a buffer and are written together, under one lock, when 256 KiB are
+ * pending, 20 ms after the first (a timer on `loop`), and at
+ * irp_journal_flush, sync, sync_async, refresh and close; the tap sees
+ * them then.  A process that writes to the journal meanwhile (`irp
+ * note`, `irp answer`) is not held up: its lines come first, and the
+ * batch is chained after them (so the seq an append returned may grow).
+ * A batch that cannot be written fails the next append (and flush and
+ * sync) with its error.  Durability turned back on ends batching.  Close
+ * the handle before the loop's last run, which then frees it.
+ * IRP_EINVAL with durability on, or for a second call. */
+int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop);
+/* Write the pending batch now.  0 when nothing is pending. */
+int irp_journal_flush(irp_journal *j);
+
+/* Whether every line up to `seq` is durable now, so the caller may act
+ * at once instead of waiting for a sync_async round: true when an fsync
+ * already covered it, or when durability is off (each line then counts as
+ * durable once written).  false after an fsync failed: sync_async reports
+ * that error. */
+bool irp_journal_is_durable(irp_journal *j, uint64_t seq);
+
+/* Called with each line this handle appends, and with each line another
+ * process appended that this handle catches up with, in journal order:
+ * for its own lines `line` is the event as given to append (without seq
+ * and prev), for the others' the whole line parsed.  Borrowed for the
+ * call (json_incref it to keep it).  The lock may be held during the
+ * call, so fn must not touch the journal.  A non-zero return is
+ * remembered and reported by irp_journal_tap_error() (the journal itself
+ * carries on).  fn NULL removes the tap. */
+typedef int (*irp_journal_tap_fn)(void *ctx, json_t *line);
+void irp_journal_set_tap(irp_journal *j, irp_journal_tap_fn fn, void *ctx);
+int irp_journal_tap_error(const irp_journal *j);
 
 /* Events other processes append to a live run's journal (`irp answer`):
  * lines whose `event` equals `event` are kept as this handle catches up

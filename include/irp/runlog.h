@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "irp/arena.h"
 #include "irp/engine.h"
 #include "irp/journal.h"
 
@@ -39,8 +40,11 @@ typedef struct irp_runlog_attempt {
     int64_t signal;                  /* 0 when absent */
     int64_t pid;                     /* step.spawned; 0 when absent */
     const char *error;               /* NULL when absent */
-    const json_t *started;           /* the step.started event, or NULL */
-    const json_t *finished;          /* the step.finished event, or NULL */
+    bool began, ended;               /* step.started, step.finished seen */
+    const json_t *started;           /* the step.started event, or NULL
+                                        (always NULL in a fed runlog) */
+    const json_t *finished;          /* the step.finished event, or NULL
+                                        (always NULL in a fed runlog) */
 } irp_runlog_attempt;
 
 typedef struct irp_runlog_instance {
@@ -107,8 +111,9 @@ typedef struct irp_runlog_operator {
 
 typedef struct irp_runlog {
     /* the journal */
-    json_t **events;                 /* every whole line, in order; owned */
-    size_t n_events;
+    json_t **events;                 /* every whole line, in order; owned
+                                        (empty in a fed runlog) */
+    size_t n_events;                 /* lines replayed */
     char head[IRP_SHA256_HEX];       /* SHA-256 of the last line; 64 zeros
                                         when empty */
     bool partial;                    /* a last line without newline was left out */
@@ -144,6 +149,14 @@ typedef struct irp_runlog {
     /* events by kind, in journal order; borrowed from events[] */
     const json_t **notes, **evidence, **notifications, **resumes, **interrupts;
     size_t n_notes, n_evidence, n_notifications, n_resumes, n_interrupts;
+
+    /* a fed runlog (irp_runlog_feed) */
+    bool fed;
+    const irp_playbook *pb;          /* borrowed, for titles and order */
+    irp_arena strings;               /* copies of what it keeps of the
+                                        step events it does not keep */
+    json_t **kept;                   /* the other events, owned */
+    size_t n_kept, cap_kept;
 } irp_runlog;
 
 /* Load RUN_DIR's journal.  Returns 0 with *out set; the caller frees it
@@ -158,6 +171,25 @@ int irp_runlog_load(const char *run_dir, irp_runlog **out, char *err, size_t err
  * its playbook a second time for the titles. */
 int irp_runlog_load_pb(const char *run_dir, const irp_playbook *pb, irp_runlog **out,
                        char *err, size_t errlen);
+
+/* A runlog built while a run writes its journal, line by line, so the
+ * report at the run's end needs no second read of the journal (and no
+ * second parse and hash of every line).  It keeps the rare events whole
+ * but of the step events (started, spawned, finished, skipped, cancelled,
+ * retrying, waiting) only what the model holds, so its size grows with
+ * the steps, not with the journal.  events[] stays empty and attempts'
+ * `started` and `finished` stay NULL: it renders as Markdown only, with
+ * the timeline written as the lines come (see irp_report_stream).
+ *
+ * irp_runlog_new_fed: pb (borrowed, must outlive the runlog) is the
+ * playbook the run executes.  irp_runlog_feed: one line of the journal,
+ * in order from the first (borrowed; taken with json_incref when kept).
+ * irp_runlog_settle: the journal ended with `head`; aggregate step states
+ * and deadlines as irp_runlog_load does.  Returns IRP_ENOMEM or
+ * IRP_ELIMIT; the runlog is then no longer complete. */
+int irp_runlog_new_fed(const irp_playbook *pb, irp_runlog **out);
+int irp_runlog_feed(irp_runlog *log, json_t *line);
+void irp_runlog_settle(irp_runlog *log, const char *head);
 
 void irp_runlog_free(irp_runlog *log);
 

@@ -1317,6 +1317,181 @@ static void test_journal_sync_async_refuses_bad_requests(void **state)
     loop_done(&other);
 }
 
+
+/* ---- taps, batches ------------------------------------------------------ */
+
+typedef struct tapped {
+    int n;
+    int i[64];                    /* the note's "i" */
+    char who[64][16];
+    int fail_at;                  /* return IRP_ENOMEM at this call, 0: never */
+} tapped;
+
+/* Own lines come as appended, others' as written (with seq and prev). */
+static int on_tap(void *ctx, json_t *line)
+{
+    tapped *t = ctx;
+    const char *who = json_string_value(json_object_get(line, "who"));
+
+    assert_true(t->n < 64);
+    assert_non_null(who);
+    assert_int_equal(json_object_get(line, "prev") != NULL, strcmp(who, "child") == 0);
+    t->i[t->n] = (int)json_integer_value(json_object_get(line, "i"));
+    snprintf(t->who[t->n], sizeof t->who[0], "%s", who);
+    t->n++;
+    return t->fail_at == t->n ? IRP_ENOMEM : 0;
+}
+
+/* t's lines from `from` on are these, "p3" for parent 3, "c1" child 1. */
+static void assert_tapped(const tapped *t, int from, const char *const *want, int n)
+{
+    assert_true(t->n >= from + n);
+    for (int k = 0; k < n; k++) {
+        char got[24];
+        snprintf(got, sizeof got, "%c%d", t->who[from + k][0], t->i[from + k]);
+        assert_string_equal(got, want[k]);
+    }
+}
+
+static void test_journal_tap_sees_own_and_foreign_lines_in_order(void **state)
+{
+    fixture *f = *state;
+    irp_journal *a, *b;
+    tapped t = { .fail_at = 2 };
+
+    assert_int_equal(irp_journal_create(f->path, &a), 0);
+    irp_journal_set_tap(a, on_tap, &t);
+    append_ok(a, note("parent", 1));
+    assert_int_equal(irp_journal_open(f->path, false, &b, NULL, NULL, 0), 0);
+    append_ok(b, note("child", 1));
+    append_ok(a, note("parent", 2));   /* catches up with b's line first */
+    assert_int_equal(t.n, 3);
+    assert_tapped(&t, 0, (const char *const[]){ "p1", "c1", "p2" }, 3);
+    /* The tap's failure is kept; the journal carries on. */
+    assert_int_equal(irp_journal_tap_error(a), IRP_ENOMEM);
+    irp_journal_set_tap(a, NULL, NULL);
+    append_ok(a, note("parent", 3));
+    assert_int_equal(t.n, 3);
+    irp_journal_close(a);
+    irp_journal_close(b);
+}
+
+static void test_journal_is_durable(void **state)
+{
+    fixture *f = *state;
+    irp_journal *j;
+
+    assert_int_equal(irp_journal_create(f->path, &j), 0);
+    append_ok(j, note("runner", 1));
+    assert_false(irp_journal_is_durable(j, 1));     /* not fsynced yet */
+    assert_false(irp_journal_is_durable(j, 2));     /* no such line */
+    assert_int_equal(irp_journal_sync(j), 0);
+    assert_true(irp_journal_is_durable(j, 1));
+    append_ok(j, note("runner", 2));
+    assert_false(irp_journal_is_durable(j, 2));
+    irp_journal_set_fsync(j, false);
+    assert_true(irp_journal_is_durable(j, 2));      /* written is all it takes */
+    irp_journal_inject_fsync_error(j, IRP_EIO);
+    irp_journal_set_fsync(j, true);
+    append_ok(j, note("runner", 3));
+    assert_int_equal(irp_journal_sync(j), IRP_EIO);
+    assert_false(irp_journal_is_durable(j, 1));     /* after a failure: never */
+    irp_journal_close(j);
+}
+
+static void on_later(uv_timer_t *h)
+{
+    (void)h;   /* only makes the loop wait */
+}
+
+static void test_journal_batch_writes_together_and_rechains(void **state)
+{
+    fixture *f = *state;
+    uv_loop_t loop;
+    irp_journal *a, *b;
+    char head[IRP_SHA256_HEX];
+    tapped t = { 0 };
+    collected c;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(f->path, &a), 0);
+    assert_int_equal(irp_journal_set_batch(a, &loop), IRP_EINVAL);   /* durable: refused */
+    irp_journal_set_fsync(a, false);
+    assert_int_equal(irp_journal_set_batch(a, &loop), 0);
+    assert_int_equal(irp_journal_set_batch(a, &loop), IRP_EINVAL);
+    irp_journal_set_tap(a, on_tap, &t);
+    append_ok(a, note("parent", 1));
+    assert_int_equal(irp_journal_flush(a), 0);
+    assert_int_equal(verify_independently(f->path, head), 1);
+    assert_string_equal(irp_journal_head(a), head);
+
+    /* Three lines pending: nothing in the file yet, nor for the tap. */
+    for (int i = 2; i <= 4; i++)
+        assert_int_equal(append_ok(a, note("parent", i)), (uint64_t)i);
+    assert_int_equal(verify_independently(f->path, head), 1);
+    assert_int_equal(t.n, 1);
+    /* Another writer is not held up: its line takes seq 2 ... */
+    assert_int_equal(irp_journal_open(f->path, false, &b, NULL, NULL, 0), 0);
+    assert_int_equal(append_ok(b, note("child", 1)), 2);
+    /* ... and the batch is chained after it, as seq 3 to 5. */
+    assert_int_equal(irp_journal_flush(a), 0);
+    assert_int_equal(verify_independently(f->path, head), 5);
+    assert_string_equal(irp_journal_head(a), head);
+    assert_int_equal(irp_journal_seq(a), 5);
+    assert_int_equal(t.n, 5);
+    assert_tapped(&t, 0, (const char *const[]){ "p1", "c1", "p2", "p3", "p4" }, 5);
+
+    /* Lines pending are written soon, whether the loop waits or spins. */
+    append_ok(a, note("parent", 5));
+    append_ok(a, note("parent", 6));
+    off_t before = file_size(f->path);
+    uv_timer_t later;
+    assert_int_equal(uv_timer_init(&loop, &later), 0);
+    uv_update_time(&loop);
+    assert_int_equal(uv_timer_start(&later, on_later, 100, 0), 0);
+    (void)uv_run(&loop, UV_RUN_ONCE);     /* wakes for the batch's timer */
+    assert_true(file_size(f->path) > before);
+    uv_close((uv_handle_t *)&later, NULL);
+    assert_int_equal(verify_independently(f->path, head), 7);
+
+    /* b appends after the batch as if it were any line. */
+    assert_int_equal(append_ok(b, note("child", 2)), 8);
+    append_ok(a, note("parent", 7));
+    irp_journal_close(a);                  /* flushes */
+    irp_journal_close(b);
+    loop_done(&loop);
+    assert_int_equal(read_all(f->path, &c, NULL, NULL, 0), 0);
+    assert_int_equal(c.n, 9);
+    assert_int_equal(c.who_child, 2);
+    assert_int_equal(c.who_parent, 7);
+}
+
+static void test_journal_batch_large_flushes_on_its_own(void **state)
+{
+    fixture *f = *state;
+    uv_loop_t loop;
+    irp_journal *j;
+    char head[IRP_SHA256_HEX];
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(f->path, &j), 0);
+    irp_journal_set_fsync(j, false);
+    assert_int_equal(irp_journal_set_batch(j, &loop), 0);
+    /* About 150 bytes a line: 256 KiB are pending well before 3,000. */
+    for (int i = 1; i <= 3000; i++)
+        append_ok(j, note("runner", i));
+    uint64_t written = verify_independently(f->path, head);
+    assert_true(written > 0 && written < 3000);
+    /* Durable again: the rest is written, and each line from then on. */
+    irp_journal_set_fsync(j, true);
+    assert_int_equal(verify_independently(f->path, head), 3000);
+    append_ok(j, note("runner", 3001));
+    assert_int_equal(verify_independently(f->path, head), 3001);
+    assert_string_equal(irp_journal_head(j), head);
+    irp_journal_close(j);
+    loop_done(&loop);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1360,6 +1535,10 @@ int main(void)
         T(test_journal_close_with_sync_in_flight),
         T(test_journal_close_inside_callback),
         T(test_journal_sync_async_refuses_bad_requests),
+        T(test_journal_tap_sees_own_and_foreign_lines_in_order),
+        T(test_journal_is_durable),
+        T(test_journal_batch_writes_together_and_rechains),
+        T(test_journal_batch_large_flushes_on_its_own),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
