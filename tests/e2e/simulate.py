@@ -602,6 +602,68 @@ def facilitator_pauses_the_clock(c):
 # ---- the command line ---------------------------------------------------
 
 @test
+def notes_from_another_process_join_the_batched_journal(c):
+    """A simulation writes its lines in batches; `irp note` from another
+    process meanwhile is neither held up nor lost: the chain stays one,
+    every note is in it once, and report.md is what `irp report` prints."""
+    steps = "".join(f"  - id: w{i:03d}\n    wait: 36s\n" for i in range(200))
+    pb = c.write("pb.yaml", playbook(steps))
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    p = subprocess.Popen([IRP, "simulate", pb, "--runs", c.runs, "--speed", "3600"],
+                         cwd=c.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        rundir, deadline = None, time.monotonic() + 20
+        while rundir is None and time.monotonic() < deadline and p.poll() is None:
+            found = [d for d in (os.listdir(c.runs) if os.path.isdir(c.runs) else [])
+                     if os.path.exists(os.path.join(c.runs, d, "journal.jsonl"))]
+            rundir = os.path.join(c.runs, found[0]) if found else None
+            time.sleep(0.01)
+        check(rundir is not None, "no run directory appeared")
+        sent = []
+        while p.poll() is None and len(sent) < 40:
+            text = f"note {len(sent)} from the room"
+            n = subprocess.run([IRP, "note", rundir, text], env=env, capture_output=True,
+                               text=True, timeout=RUN_TIMEOUT)
+            eq(n.returncode, 0, f"irp note: {n.stderr}")
+            sent.append(text)
+            time.sleep(0.02)
+        out, err = p.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    eq(p.returncode, 0, f"simulate: {err.decode()}")
+    check(len(sent) >= 5, f"only {len(sent)} notes went in while the exercise ran")
+    v = subprocess.run([IRP, "verify", rundir], capture_output=True, text=True,
+                       timeout=RUN_TIMEOUT)
+    eq(v.returncode, 0, f"irp verify: {v.stdout}{v.stderr}")
+    with open(os.path.join(rundir, "journal.jsonl"), "rb") as f:
+        events = [json.loads(line) for line in f.read().split(b"\n") if line]
+    eq([e["seq"] for e in events], list(range(1, len(events) + 1)), "seq")
+    eq([e["text"] for e in events if e["event"] == "note"], sent, "notes, in order")
+    finished = [e for e in events if e["event"] == "step.finished"]
+    eq(len(finished), 200, "steps finished")
+    # Notes came between the simulation's own lines, not all after them.
+    first_note = next(i for i, e in enumerate(events) if e["event"] == "note")
+    check(first_note < events.index(finished[-1]), "every note came after the exercise")
+    # report.md covers the journal up to run.finished; a note that came
+    # after it (the process was about to exit) is only in `irp report`.
+    end = next(i for i, e in enumerate(events) if e["event"] == "run.finished") + 1
+    with open(os.path.join(rundir, "report.md"), "rb") as f:
+        md = f.read()
+    check(f"| journal | {end} lines |".encode() in md, "report.md's line count")
+    for e in events[:end]:
+        if e["event"] == "note":
+            check(e["text"].encode() in md, f"{e['text']!r} is not in report.md")
+    if end == len(events):
+        rep = subprocess.run([IRP, "report", rundir], capture_output=True,
+                             timeout=RUN_TIMEOUT)
+        eq(rep.returncode, 0, "irp report")
+        check(md == rep.stdout, "report.md differs from `irp report`")
+
+
+@test
 def usage_and_bad_options(c):
     """--help shows the usage; bad options are usage errors (exit 2)."""
     p = subprocess.run([IRP, "simulate", "--help"], capture_output=True, text=True,
