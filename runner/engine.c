@@ -737,7 +737,10 @@ static const char *unmet_need(irp_engine *e, const sstate *st, char *buf, size_t
 static int make_instances(irp_engine *e, sstate *st, irp_value *items)
 {
     size_t n = items ? irp_value_list_len(items) : 1;
-    st->insts = calloc(n ? n : 1, sizeof *st->insts);
+    /* From the engine's arena: instances live as long as the engine, and
+     * a malloc per step among the many small frees of a run's events
+     * made glibc consolidate its free lists over and over. */
+    st->insts = irp_arena_alloc(&e->mem, (n ? n : 1) * sizeof *st->insts);
     if (!st->insts)
         return IRP_ENOMEM;
     st->n = n;
@@ -758,20 +761,21 @@ static int make_instances(irp_engine *e, sstate *st, irp_value *items)
         in->st = st;
         in->index = i;
         in->exit_code = -1;
-        in->sctx = calloc(1, sizeof *in->sctx);
+        in->sctx = irp_arena_alloc(&e->mem, sizeof *in->sctx);
         if (!in->sctx)
             return IRP_ENOMEM;
         in->sctx->e = e;
         in->sctx->in = in;
         in->scope = (irp_scope){ engine_lookup, in->sctx };
         if (!items) {
-            in->id = strdup(st->def->id);
+            in->id = irp_arena_strdup(&e->mem, st->def->id);
         } else {
             in->item = irp_value_ref(irp_value_list_at(items, i));
             if (by_item)
-                asprintf(&in->id, "%s[%s]", st->def->id, irp_value_string(in->item, NULL));
+                in->id = irp_arena_printf(&e->mem, "%s[%s]", st->def->id,
+                                          irp_value_string(in->item, NULL));
             else
-                asprintf(&in->id, "%s[%zu]", st->def->id, i);
+                in->id = irp_arena_printf(&e->mem, "%s[%zu]", st->def->id, i);
         }
         if (!in->id)
             return IRP_ENOMEM;
@@ -1343,10 +1347,7 @@ void irp_engine_free(irp_engine *e)
             irp_value_unref(in->outputs);
             irp_value_unref(in->stdout_v);
             free(in->log_path);
-            free(in->id);
-            free(in->sctx);
         }
-        free(st->insts);
         free(st->dependents);
     }
     engine_resume_free(e);
@@ -1355,6 +1356,7 @@ void irp_engine_free(irp_engine *e)
     engine_deadlines_free(e);
     free(e->steps);
     irp_value_unref(e->vars);
+    irp_arena_release(&e->mem);
     free(e);
 }
 

@@ -2,6 +2,7 @@
 #ifndef IRP_ENGINE_INT_H
 #define IRP_ENGINE_INT_H
 
+#include "irp/arena.h"
 #include "irp/engine.h"
 
 /* inst.decision: nobody could be asked (no terminal, no answer). */
@@ -44,7 +45,7 @@ typedef struct dstate {
 struct inst {
     sstate *st;
     size_t index;
-    char *id;                    /* "step" or "step[item]" / "step[3]" */
+    char *id;                    /* "step" or "step[item]" / "step[3]"; e->mem */
     irp_value *item;             /* NULL without for_each */
     irp_state state;
     int attempt;
@@ -100,6 +101,7 @@ struct scope_ctx {
 
 struct irp_engine {
     irp_engine_opts o;
+    irp_arena mem;               /* instances, their scope contexts and ids */
     sstate *steps;
     size_t n_steps, n_main, main_ended, total_ended;
     irp_value *vars;             /* map */
