@@ -12,16 +12,18 @@
 #define ARENA_MIN_BLOCK (64u * 1024u)
 #define ARENA_MAX_BLOCK (8u * 1024u * 1024u)
 #define ARENA_MAP_MIN (1024u * 1024u)
+/* A hint reserves at most this much address space in one block. */
+#define ARENA_MAX_HINT ((size_t)1 << 30)
 /* Mapped blocks are whole huge pages.  The kernel places a mapping on a
  * huge-page boundary only when its length is a multiple of one, and
  * backs with huge pages only aligned 2 MiB ranges: a block of 8 MiB plus
  * its header got no huge page in its first or last 2 MiB, and the 4 KiB
  * page faults there cost several times the parse on a virtual machine. */
 #define ARENA_HUGE_PAGE ((size_t)2 * 1024 * 1024)
-/* 8, not max_align_t's 16: nothing in an arena needs long double, and
- * 16 would round a 24-byte YAML node up to 32. */
-#define ARENA_ALIGN 8u
 
+/* Only the head block is allocated from, through the arena's next/end
+ * (see irp_arena); `off` is brought up to date when a block stops being
+ * the head or is reset. */
 struct irp_arena_block {
     irp_arena_block *prev;
     size_t size;
@@ -33,8 +35,7 @@ struct irp_arena_block {
 
 void irp_arena_init(irp_arena *a, size_t cap)
 {
-    a->head = NULL;
-    a->used = 0;
+    *a = (irp_arena)IRP_ARENA_INIT;
     a->cap = cap;
 }
 
@@ -50,10 +51,25 @@ static void free_blocks(irp_arena_block *b)
     }
 }
 
+/* The head block's fields from the arena's view of it. */
+static void sync_head(irp_arena *a)
+{
+    if (a->head)
+        a->head->off = (size_t)(a->next - a->head->data);
+}
+
+static void set_head(irp_arena *a, irp_arena_block *b)
+{
+    a->head = b;
+    a->next = b ? b->data + b->off : NULL;
+    a->end = b ? b->data + b->size : NULL;
+    a->clean = b ? b->data + (b->dirty > b->off ? b->dirty : b->off) : NULL;
+}
+
 void irp_arena_release(irp_arena *a)
 {
     free_blocks(a->head);
-    a->head = NULL;
+    set_head(a, NULL);
     a->used = 0;
 }
 
@@ -62,6 +78,7 @@ void irp_arena_reset(irp_arena *a)
     irp_arena_block *b = a->head;
     if (!b)
         return;
+    sync_head(a);
     /* The newest block is the largest; keeping it means the next round
      * of allocations reuses memory already faulted in. */
     free_blocks(b->prev);
@@ -69,6 +86,7 @@ void irp_arena_reset(irp_arena *a)
     if (b->off > b->dirty)
         b->dirty = b->off;
     b->off = 0;
+    set_head(a, b);
     a->used = 0;
 }
 
@@ -76,6 +94,7 @@ void irp_arena_adopt(irp_arena *dst, irp_arena *src)
 {
     if (!src->head)
         return;
+    sync_head(src);
     irp_arena_block *oldest = src->head;
     while (oldest->prev)
         oldest = oldest->prev;
@@ -84,11 +103,16 @@ void irp_arena_adopt(irp_arena *dst, irp_arena *src)
         oldest->prev = dst->head->prev;
         dst->head->prev = src->head;
     } else {
-        dst->head = src->head;
+        set_head(dst, src->head);
     }
     dst->used += src->used;
-    src->head = NULL;
+    set_head(src, NULL);
     src->used = 0;
+}
+
+void irp_arena_hint(irp_arena *a, size_t bytes)
+{
+    a->hint = bytes < ARENA_MAX_HINT ? bytes : ARENA_MAX_HINT;
 }
 
 static irp_arena_block *arena_grow(irp_arena *a, size_t need)
@@ -96,6 +120,10 @@ static irp_arena_block *arena_grow(irp_arena *a, size_t need)
     size_t size = a->head ? a->head->size * 2 : ARENA_MIN_BLOCK;
     if (size > ARENA_MAX_BLOCK)
         size = ARENA_MAX_BLOCK;
+    /* The hint serves once: later blocks grow from it as from any. */
+    if (a->hint > size && a->hint > a->used)
+        size = a->hint - a->used;
+    a->hint = 0;
     if (size < need)
         size = need;
     irp_arena_block *b;
@@ -123,63 +151,34 @@ static irp_arena_block *arena_grow(irp_arena *a, size_t need)
     b->prev = a->head;
     b->size = size;
     b->off = 0;
-    a->head = b;
+    sync_head(a);
+    set_head(a, b);
     return b;
 }
 
-/* Carve `size` bytes at an offset aligned to `align` (a power of two). */
-static void *arena_carve(irp_arena *a, size_t size, size_t align)
+/* Carve `size` bytes at an offset aligned to `align` (a power of two):
+ * what the inline allocators of arena.h cannot do with the head block's
+ * room alone. */
+void *irp_arena_carve_slow(irp_arena *a, size_t size, size_t align)
 {
     if (size == 0)
         size = 1;
     if (size > SIZE_MAX / 2)
         return NULL;
-    irp_arena_block *b = a->head;
-    size_t off = b ? (b->off + align - 1) & ~(align - 1) : 0;
-    if (!b || off > b->size || b->size - off < size) {
+    uintptr_t next = a->next ? ((uintptr_t)a->next + align - 1) & ~(uintptr_t)(align - 1) : 0;
+    if (!a->next || next > (uintptr_t)a->end || (uintptr_t)a->end - next < size) {
         if (a->cap && a->used + size > a->cap)
             return NULL;
-        b = arena_grow(a, size);
-        if (!b)
+        if (!arena_grow(a, size))
             return NULL;
-        off = 0;
+        next = (uintptr_t)a->next;
     }
-    if (a->cap && a->used + (off - b->off) + size > a->cap)
+    size_t taken = next + size - (uintptr_t)a->next;
+    if (a->cap && a->used + taken > a->cap)
         return NULL;
-    void *p = b->data + off;
-    a->used += off - b->off + size;
-    b->off = off + size;
-    return p;
-}
-
-void *irp_arena_alloc(irp_arena *a, size_t size)
-{
-    void *p = arena_carve(a, size, ARENA_ALIGN);
-    /* Fresh mapped memory is already zero: writing it again would only
-     * fault it in early and cost a pass over every node of the tree. */
-    if (p && (size_t)((unsigned char *)p - a->head->data) < a->head->dirty)
-        memset(p, 0, size);
-    return p;
-}
-
-void *irp_arena_alloc_uninit(irp_arena *a, size_t size)
-{
-    return arena_carve(a, size, ARENA_ALIGN);
-}
-
-void *irp_arena_alloc_bytes(irp_arena *a, size_t size)
-{
-    return arena_carve(a, size, 1);
-}
-
-char *irp_arena_strndup(irp_arena *a, const char *s, size_t len)
-{
-    char *p = irp_arena_alloc_bytes(a, len + 1);
-    if (!p)
-        return NULL;
-    memcpy(p, s, len);
-    p[len] = '\0';
-    return p;
+    a->used += taken;
+    a->next = (unsigned char *)next + size;
+    return (void *)next;
 }
 
 char *irp_arena_strdup(irp_arena *a, const char *s)

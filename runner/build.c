@@ -155,36 +155,63 @@ irp_pos build_str_pos(bctx *c, const irp_str *s, size_t off)
     return irp_str_pos(c->pb, s, off);
 }
 
+/* Whether s[0..len) holds `${{`. */
+static bool has_template(const char *s, size_t len)
+{
+    const char *end = s + len;
+    for (const char *p = s; end - p >= 3 && (p = memchr(p, '$', (size_t)(end - p - 2))); p++)
+        if (p[1] == '{' && p[2] == '{')
+            return true;
+    return false;
+}
+
 static void parse_template(bctx *c, irp_str *s)
 {
+    build_tpl_slot *known = NULL;
+    if (c->str_cache) {
+        uint64_t h = (uintptr_t)s->s * 0x9E3779B97F4A7C15ull;
+        known = &c->str_cache[h >> 32 & (BUILD_STR_CACHE_SLOTS - 1)];
+        if (known->s == s->s && known->len == s->len) {
+            s->tpl = known->tpl;
+            return;
+        }
+    }
     /* Most strings hold no template: they need no parse and no copy. */
-    if (!memmem(s->s, s->len, "${{", 3)) {
+    if (!has_template(s->s, s->len)) {
         s->tpl = NULL;
+        if (known)
+            *known = (build_tpl_slot){ s->s, s->len, 0, NULL };
         return;
     }
     build_tpl_slot *slot = NULL;
+    uint32_t hash = 2166136261u;   /* FNV-1a */
     if (c->tpl_cache) {
-        uint32_t h = 2166136261u;   /* FNV-1a */
         for (size_t i = 0; i < s->len; i++)
-            h = (h ^ (unsigned char)s->s[i]) * 16777619u;
-        slot = &c->tpl_cache[h & (BUILD_TPL_CACHE_SLOTS - 1)];
-        if (slot->tpl && slot->len == s->len &&
+            hash = (hash ^ (unsigned char)s->s[i]) * 16777619u;
+        slot = &c->tpl_cache[hash & (BUILD_TPL_CACHE_SLOTS - 1)];
+        if (slot->tpl && slot->len == s->len && slot->hash == hash &&
             (slot->s == s->s || memcmp(slot->s, s->s, s->len) == 0)) {
             s->tpl = slot->tpl;
+            if (known)
+                *known = (build_tpl_slot){ s->s, s->len, 0, s->tpl };
             return;
         }
     }
     irp_expr_error err = { 0 };
-    int rc = irp_template_parse(c->a, s->s, s->len, &s->tpl, &err);
+    /* The string lives in the playbook's arena, as long as the template. */
+    int rc = irp_template_parse_borrowed(c->a, s->s, s->len, &s->tpl, &err);
     if (rc == IRP_ENOMEM) {
         c->oom = true;
     } else if (rc) {
         build_error_at(c, build_str_pos(c, s, err.offset), "%s", err.msg);
         s->tpl = NULL;
-    } else if (slot) {
+    } else {
         /* Only good parses are shared: a bad one is reported where each
          * copy stands. */
-        *slot = (build_tpl_slot){ s->s, s->len, s->tpl };
+        if (slot)
+            *slot = (build_tpl_slot){ s->s, s->len, hash, s->tpl };
+        if (known)
+            *known = (build_tpl_slot){ s->s, s->len, 0, s->tpl };
     }
 }
 
@@ -240,13 +267,42 @@ bool build_bool(bctx *c, const irp_node *n, bool *out)
     return false;
 }
 
+static build_memo_slot *memo_slot(bctx *c, const void *what, const irp_node *n)
+{
+    uint64_t h = ((uintptr_t)n->u.scalar.s ^ (uintptr_t)what) * 0x9E3779B97F4A7C15ull;
+    return &c->memo[h >> 32 & (BUILD_MEMO_SLOTS - 1)];
+}
+
+bool build_memo_get(bctx *c, const void *what, const irp_node *n, int64_t v[2])
+{
+    const build_memo_slot *m = memo_slot(c, what, n);
+    if (m->what != what || m->s != n->u.scalar.s || m->len != n->len)
+        return false;
+    v[0] = m->v[0];
+    v[1] = m->v[1];
+    return true;
+}
+
+void build_memo_put(bctx *c, const void *what, const irp_node *n, int64_t v0, int64_t v1)
+{
+    *memo_slot(c, what, n) = (build_memo_slot){ what, n->u.scalar.s, n->len, { v0, v1 } };
+}
+
 bool build_duration(bctx *c, const irp_node *n, int64_t *ms)
 {
+    static const char memo_what = 0;
     if (!want_scalar(c, n, "a duration"))
         return false;
-    int rc = irp_duration_parse(n->u.scalar.s, n->len, ms);
-    if (rc == 0)
+    int64_t v[2];
+    if (build_memo_get(c, &memo_what, n, v)) {
+        *ms = v[0];
         return true;
+    }
+    int rc = irp_duration_parse(n->u.scalar.s, n->len, ms);
+    if (rc == 0) {
+        build_memo_put(c, &memo_what, n, *ms, 0);
+        return true;
+    }
     const char *s = n->u.scalar.s;
     size_t i = 0;
     while (isdigit((unsigned char)s[i]))
@@ -429,9 +485,15 @@ bool build_enum(bctx *c, const irp_node *n, const char *const *names, size_t cou
     const char *s;
     if (!build_string(c, n, &s))
         return false;
+    int64_t v[2];
+    if (build_memo_get(c, names, n, v)) {
+        *out = (int)v[0];
+        return true;
+    }
     for (size_t i = 0; i < count; i++)
         if (strcmp(s, names[i]) == 0) {
             *out = (int)i;
+            build_memo_put(c, names, n, (int64_t)i, 0);
             return true;
         }
     char list[512] = "";

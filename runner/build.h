@@ -19,14 +19,35 @@
 
 typedef struct build_tpl_slot {
     const char *s;           /* the string parsed (in the playbook's arena) */
-    size_t len;
+    uint32_t len;            /* a scalar's length: 32 bits (see irp_node) */
+    uint32_t hash;           /* of the text: compared before the text */
     struct irp_template *tpl;
 } build_tpl_slot;
+
+/* The same by the string's address, tried first: the parser interns
+ * short scalars, so `--case` or `${{ inputs.incident_id }}` is one string
+ * however often it is written, and a hit costs neither a search for
+ * `${{` nor a hash of the text.  A slot with tpl NULL remembers a string
+ * without any template. */
+#define BUILD_STR_CACHE_SLOTS 1024u
+
+/* Values parsed from a string, by the string's address (as above): a
+ * playbook spells `15m` or `preparation` thousands of times, and parses
+ * them once.  Only good parses are kept; `what` says which parse (an
+ * enum's names, or a marker of the setter). */
+#define BUILD_MEMO_SLOTS 256u
+
+typedef struct build_memo_slot {
+    const void *what;
+    const char *s;
+    uint32_t len;
+    int64_t v[2];
+} build_memo_slot;
 
 /* Key tables looked up by the key's string.  The parser interns short
  * scalars, so a key is mostly one pointer however often it is written,
  * and a hit here skips comparing it with the table's names one by one. */
-#define BUILD_KEY_CACHE_SLOTS 64u
+#define BUILD_KEY_CACHE_SLOTS 256u
 
 typedef struct build_key build_key;
 typedef struct build_key_slot {
@@ -43,7 +64,9 @@ typedef struct bctx {
     bool oom;
     irp_step defaults;       /* fields `defaults` set, with .set bits */
     build_tpl_slot *tpl_cache;   /* BUILD_TPL_CACHE_SLOTS, or NULL: no sharing */
+    build_tpl_slot *str_cache;   /* BUILD_STR_CACHE_SLOTS, or NULL */
     build_key_slot key_cache[BUILD_KEY_CACHE_SLOTS];
+    build_memo_slot memo[BUILD_MEMO_SLOTS];
 } bctx;
 
 typedef void (*build_setter)(bctx *c, const irp_node *val, void *obj);
@@ -89,6 +112,11 @@ bool build_kv_map(bctx *c, const irp_node *n, irp_kv **out, size_t *count);
 /* Picks one of `names` (index into it), reporting the allowed ones. */
 bool build_enum(bctx *c, const irp_node *n, const char *const *names, size_t count,
                 const char *what, int *out);
+
+/* The values a parse `what` gave for the string of n (a scalar), if
+ * remembered; and remembering them. */
+bool build_memo_get(bctx *c, const void *what, const irp_node *n, int64_t v[2]);
+void build_memo_put(bctx *c, const void *what, const irp_node *n, int64_t v0, int64_t v1);
 
 /* Position of byte `off` of a templated string, for diagnostics inside it. */
 irp_pos build_str_pos(bctx *c, const irp_str *s, size_t off);

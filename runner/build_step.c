@@ -227,14 +227,22 @@ static void st_env(bctx *c, const irp_node *v, void *o)
 
 static void sim_duration(bctx *c, const irp_node *v, void *o)
 {
+    static const char memo_range = 0;
     irp_simulate *sim = o;
     if (v->kind != IRP_NODE_SCALAR) {
         build_error(c, v, "expected a duration or a range like 30s..2m");
         return;
     }
     const char *s = v->u.scalar.s;
-    const char *dots = strstr(s, "..");
     sim->dur_pos = build_pos(v);
+    int64_t range[2];
+    if (build_memo_get(c, &memo_range, v, range)) {
+        sim->dur_min_ms = range[0];
+        sim->dur_max_ms = range[1];
+        sim->has_duration = true;
+        return;
+    }
+    const char *dots = strstr(s, "..");
     if (!dots) {
         if (build_duration(c, v, &sim->dur_min_ms)) {
             sim->dur_max_ms = sim->dur_min_ms;
@@ -244,12 +252,14 @@ static void sim_duration(bctx *c, const irp_node *v, void *o)
     }
     int a = irp_duration_parse(s, (size_t)(dots - s), &sim->dur_min_ms);
     int b = irp_duration_parse(dots + 2, strlen(dots + 2), &sim->dur_max_ms);
-    if (a || b)
+    if (a || b) {
         build_error(c, v, "invalid duration range '%s' (write e.g. 30s..2m)", s);
-    else if (sim->dur_min_ms > sim->dur_max_ms)
+    } else if (sim->dur_min_ms > sim->dur_max_ms) {
         build_error(c, v, "duration range '%s' ends before it starts", s);
-    else
+    } else {
         sim->has_duration = true;
+        build_memo_put(c, &memo_range, v, sim->dur_min_ms, sim->dur_max_ms);
+    }
 }
 
 static void sim_outcome(bctx *c, const irp_node *v, void *o)
@@ -642,7 +652,12 @@ static bool reserve_step(bctx *c)
     if ((pb->n_steps + 1) * sizeof *pb->steps <= pb->steps_mapped)
         return true;
     size_t old = pb->steps_mapped;
-    size_t want = old ? old * 2 : STEPS_MAP_UNIT;
+    /* The first mapping is sized for as many steps as the file could
+     * hold at 128 bytes a step: address space only, but for a large file
+     * it is huge pages from the start, not 2 MiB of 4 KiB pages faulted
+     * one by one before the first huge page. */
+    size_t guess = pb->src_len / 128 * sizeof *pb->steps;
+    size_t want = old ? old * 2 : guess > STEPS_MAP_UNIT ? guess : STEPS_MAP_UNIT;
     size_t unit = want >= STEPS_HUGE_PAGE ? STEPS_HUGE_PAGE : STEPS_MAP_UNIT;
     want = (want + unit - 1) & ~(unit - 1);
     void *p = old ? mremap(pb->steps, old, want, MREMAP_MAYMOVE)

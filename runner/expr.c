@@ -29,16 +29,19 @@ enum cmp_op { OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE };
 
 struct func;
 
+/* 32 bytes: a large playbook holds tens of thousands of expressions.
+ * Offsets, lengths and counts fit 32 bits, as irp_expr_parse_range()
+ * refuses longer text. */
 struct irp_expr {
-    enum node_kind kind;
-    size_t offset;                 /* where the node's text starts */
+    uint8_t kind;                  /* enum node_kind */
+    uint32_t offset;               /* where the node's text starts */
     union {
         struct {
-            irp_value_type type;
-            bool b;
             double n;
             const char *s;             /* arena; NUL-terminated */
-            size_t len;
+            uint32_t len;
+            uint8_t type;              /* irp_value_type */
+            bool b;
         } lit;
         struct {
             const char **seg;          /* arena */
@@ -46,16 +49,16 @@ struct irp_expr {
         } ref;
         struct {                       /* N_LIST, N_AND, N_OR, N_CALL */
             irp_expr **items;
-            size_t n;
             const struct func *fn;     /* N_CALL only */
+            uint32_t n;
         } list;
         struct {
             irp_expr *operand;
         } not_;
         struct {
-            enum cmp_op op;
-            size_t op_offset;
             irp_expr *l, *r;
+            uint32_t op_offset;
+            uint8_t op;                /* enum cmp_op */
         } cmp;
     } u;
 };
@@ -542,7 +545,7 @@ static irp_expr *parse_call(struct parser *p, size_t name_start, size_t name_len
 
 static bool name_is(const char *s, size_t len, const char *word)
 {
-    return strlen(word) == len && memcmp(s, word, len) == 0;
+    return len && s[0] == word[0] && strlen(word) == len && memcmp(s, word, len) == 0;
 }
 
 static irp_expr *unknown_root(struct parser *p, size_t start, size_t len)
@@ -560,8 +563,9 @@ static irp_expr *unknown_root(struct parser *p, size_t start, size_t len)
     return fail(p, IRP_EPARSE, start, "unknown name '%.*s'", (int)len, name);
 }
 
-/* Split the reference token at its dots into arena strings. */
-static irp_expr *make_ref(struct parser *p, size_t start, size_t end)
+/* Split the reference token at its dots into arena strings; the first,
+ * `root`, is one of roots[] and is not copied. */
+static irp_expr *make_ref(struct parser *p, size_t start, size_t end, const char *root)
 {
     size_t n = 1;
     for (size_t i = start; i < end; i++)
@@ -574,7 +578,7 @@ static irp_expr *make_ref(struct parser *p, size_t start, size_t end)
     for (size_t i = start; i <= end; i++) {
         if (i < end && p->src[i] != '.')
             continue;
-        seg[k] = irp_arena_strndup(p->a, p->src + from, i - from);
+        seg[k] = k ? irp_arena_strndup(p->a, p->src + from, i - from) : root;
         if (!seg[k++])
             return fail_oom(p);
         from = i + 1;
@@ -610,7 +614,7 @@ static irp_expr *parse_name(struct parser *p)
     }
     for (size_t i = 0; i < N_ROOTS; i++)
         if (name_is(p->src + start, root_len, roots[i]))
-            return make_ref(p, start, end);
+            return make_ref(p, start, end, roots[i]);
     return unknown_root(p, start, root_len);
 }
 
@@ -716,6 +720,8 @@ int irp_expr_parse_range(irp_arena *a, const char *src, size_t begin, size_t end
 {
     struct parser p = { .a = a, .src = src, .pos = begin, .end = end, .err = err };
     char buf[40];
+    if (end > UINT32_MAX)   /* offsets in the tree are 32-bit */
+        return set_error(err, IRP_ELIMIT, begin, "expression text too long");
     if (!next(&p))
         return p.rc;
     if (p.tok.kind == T_EOF)

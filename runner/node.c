@@ -45,9 +45,22 @@ typedef struct interned {
     const char *copy;        /* arena copy; NULL = empty slot */
 } interned;
 
-/* Items kept out of the scratch arena before streaming stops reusing it:
- * each keeps the scratch blocks, mostly empty, for the document's life. */
-#define STREAM_ADOPT_MAX 64u
+/* Batches kept out of the scratch arena before streaming stops reusing
+ * it: each keeps the scratch blocks (up to about STREAM_BATCH_BYTES) for
+ * the document's life. */
+#define STREAM_ADOPT_MAX 16u
+
+/* Streamed items go to the stream in batches of up to this many (or this
+ * much scratch memory): the parser's code and the stream's then each run
+ * for many items in a row and stay in the instruction cache, where taking
+ * turns for every item evicted both, in libyaml as much as here. */
+#define STREAM_BATCH 64u
+#define STREAM_BATCH_BYTES ((size_t)256 * 1024)
+
+typedef struct stream_item {
+    irp_node *node;
+    bool kept;
+} stream_item;
 
 typedef struct builder {
     irp_arena *arena;        /* strings, tags, anchor names: the caller's */
@@ -72,9 +85,12 @@ typedef struct builder {
     size_t nanchors, capanchors;
 
     const irp_yaml_stream *stream;   /* NULL: keep every node */
-    irp_arena scratch;       /* the open streamed item's nodes */
-    unsigned adopted;        /* items whose scratch blocks were kept */
+    irp_arena scratch;       /* the nodes of the batch's items */
+    unsigned adopted;        /* batches whose scratch blocks were kept */
     bool item_kept;          /* the open streamed item must stay in the tree */
+    stream_item batch[STREAM_BATCH];   /* complete items not yet handed over */
+    unsigned nbatch;
+    bool batch_kept;         /* an item of the batch must stay */
 
     uint64_t nodes;          /* total, counting alias expansion */
     unsigned documents;
@@ -191,19 +207,28 @@ static void report_parser_error(builder *b, const yaml_parser_t *p)
         irp_diag_error(b->diags, b->file, line, col, "%s%s", problem, hint);
 }
 
-static int push_pending(builder *b, irp_node *n, uint64_t weight)
+static int grow_pending(builder *b)
+{
+    size_t cap = b->cappending ? b->cappending * 2 : 256;
+    irp_node **p = realloc(b->pending, cap * sizeof *p);
+    if (!p)
+        return IRP_ENOMEM;
+    b->pending = p;
+    uint64_t *w = realloc(b->weights, cap * sizeof *w);
+    if (!w)
+        return IRP_ENOMEM;
+    b->weights = w;
+    b->cappending = cap;
+    return 0;
+}
+
+/* Every node passes here: the growth is kept out of line. */
+static inline int push_pending(builder *b, irp_node *n, uint64_t weight)
 {
     if (b->npending == b->cappending) {
-        size_t cap = b->cappending ? b->cappending * 2 : 256;
-        irp_node **p = realloc(b->pending, cap * sizeof *p);
-        if (!p)
-            return IRP_ENOMEM;
-        b->pending = p;
-        uint64_t *w = realloc(b->weights, cap * sizeof *w);
-        if (!w)
-            return IRP_ENOMEM;
-        b->weights = w;
-        b->cappending = cap;
+        int rc = grow_pending(b);
+        if (rc)
+            return rc;
     }
     b->pending[b->npending] = n;
     b->weights[b->npending] = weight;
@@ -306,12 +331,9 @@ static int core_tag_kind(const char *tag)
 
 /* Checks the tag of a node of `kind` starting at `m`.  A local tag to
  * keep is copied to the arena and returned in *local (else NULL). */
-static int check_tag(builder *b, irp_node_kind kind, const yaml_mark_t *m, const yaml_char_t *tag,
-                     const char **local)
+static int check_tag_slow(builder *b, irp_node_kind kind, const yaml_mark_t *m,
+                          const yaml_char_t *tag, const char **local)
 {
-    *local = NULL;
-    if (!tag)
-        return 0;
     const char *t = (const char *)tag;
     int tkind = core_tag_kind(t);
     if (tkind == (int)kind)
@@ -336,9 +358,18 @@ static int check_tag(builder *b, irp_node_kind kind, const yaml_mark_t *m, const
     return IRP_EPARSE;
 }
 
+/* Nearly every node has no tag: that case stays inline. */
+static inline int check_tag(builder *b, irp_node_kind kind, const yaml_mark_t *m,
+                            const yaml_char_t *tag, const char **local)
+{
+    *local = NULL;
+    return tag ? check_tag_slow(b, kind, m, tag, local) : 0;
+}
+
 /* A node with a local tag gets the pointer to it just before the node
  * (see irp_node_tag). */
-static irp_node *new_node(builder *b, irp_node_kind kind, const yaml_mark_t *m, const char *tag)
+static inline irp_node *new_node(builder *b, irp_node_kind kind, const yaml_mark_t *m,
+                                 const char *tag)
 {
     irp_node *n;
     if (tag) {
@@ -357,7 +388,7 @@ static irp_node *new_node(builder *b, irp_node_kind kind, const yaml_mark_t *m, 
     return n;
 }
 
-static int count_node(builder *b, const irp_node *n, uint64_t weight)
+static inline int count_node(builder *b, const irp_node *n, uint64_t weight)
 {
     b->nodes += weight;
     if (b->nodes > b->lim.max_nodes) {
@@ -369,24 +400,40 @@ static int count_node(builder *b, const irp_node *n, uint64_t weight)
     return 0;
 }
 
-/* A complete item of the streamed sequence goes to the stream instead of
- * its parent.  Unless it must stay (item_kept), the memory of its nodes
- * serves the next item. */
-static int hand_over(builder *b, irp_node *n, uint64_t weight)
+/* Hands the batch's items to the stream, in order.  Unless one of them
+ * must stay (batch_kept), the memory of their nodes serves the next
+ * batch. */
+static int flush_batch(builder *b)
 {
-    bool kept = b->item_kept;
-    b->item_kept = false;
+    int rc = 0;
     /* After an error the document is refused: building it is waste. */
-    int rc = b->failed ? 0 : b->stream->item(b->stream->ctx, n, kept);
-    if (b->tree == &b->scratch) {
-        b->tree = b->arena;
-        if (kept) {
+    for (unsigned i = 0; i < b->nbatch && rc == 0 && !b->failed; i++)
+        rc = b->stream->item(b->stream->ctx, b->batch[i].node, b->batch[i].kept);
+    b->nbatch = 0;
+    if (b->scratch.used) {
+        if (b->batch_kept) {
             irp_arena_adopt(b->arena, &b->scratch);
             b->adopted++;
         } else {
             irp_arena_reset(&b->scratch);
         }
     }
+    b->batch_kept = false;
+    return rc;
+}
+
+/* A complete item of the streamed sequence goes to the stream (with the
+ * next batch) instead of its parent. */
+static int hand_over(builder *b, irp_node *n, uint64_t weight)
+{
+    bool kept = b->item_kept;
+    b->item_kept = false;
+    b->tree = b->arena;
+    b->batch[b->nbatch++] = (stream_item){ n, kept };
+    b->batch_kept |= kept;
+    int rc = 0;
+    if (b->nbatch == STREAM_BATCH || b->scratch.used >= STREAM_BATCH_BYTES)
+        rc = flush_batch(b);
     if (rc || !kept)
         return rc;
     if (n->flags & (IRP_NODE_HAS_TAG | IRP_NODE_TAGS_BELOW))
@@ -397,7 +444,7 @@ static int hand_over(builder *b, irp_node *n, uint64_t weight)
 /* A finished node goes to its parent's pending children, or becomes the
  * root.  The parent learns whether a tag lies below it, so a walk looking
  * for tags can skip the rest. */
-static int attach(builder *b, irp_node *n, uint64_t weight)
+static inline int attach(builder *b, irp_node *n, uint64_t weight)
 {
     if (b->depth == 0) {
         b->root = n;
@@ -558,9 +605,16 @@ static int on_start(builder *b, const yaml_event_t *ev, irp_node_kind kind)
     return 0;
 }
 
-static bool scalar_equal(const irp_node *a, const irp_node *c)
+static inline bool scalar_equal(const irp_node *a, const irp_node *c)
 {
-    return a->len == c->len && memcmp(a->u.scalar.s, c->u.scalar.s, a->len) == 0;
+    /* Interned keys are mostly one string, and keys of one length mostly
+     * differ in their first byte: memcmp is the rare case. */
+    if (a->len != c->len)
+        return false;
+    if (a->u.scalar.s == c->u.scalar.s)
+        return true;
+    return a->len == 0 || (a->u.scalar.s[0] == c->u.scalar.s[0] &&
+                           memcmp(a->u.scalar.s, c->u.scalar.s, a->len) == 0);
 }
 
 static int key_cmp(const void *pa, const void *pb)
@@ -597,10 +651,13 @@ static int check_keys(builder *b, irp_node *map)
             irp_diag_error(b->diags, b->file, k->line, k->col, "a mapping key must be a scalar, not a %s",
                            irp_node_kind_name(k));
             rc = IRP_EPARSE;
-        } else if (strlen(k->u.scalar.s) != k->len) {
+        } else if (k->style == IRP_STYLE_DOUBLE && strlen(k->u.scalar.s) != k->len) {
+            /* Only an escape (\0, \x00, \u0000) makes a NUL: libyaml
+             * refuses the byte itself in the input. */
             irp_diag_error(b->diags, b->file, k->line, k->col, "a key may not hold a NUL byte");
             rc = IRP_EPARSE;
-        } else if (k->style == IRP_STYLE_PLAIN && strcmp(k->u.scalar.s, "<<") == 0) {
+        } else if (k->style == IRP_STYLE_PLAIN && k->len == 2 && k->u.scalar.s[0] == '<' &&
+                   k->u.scalar.s[1] == '<') {
             irp_diag_error(b->diags, b->file, k->line, k->col,
                            "merge keys ('<<') are not supported; write the keys out");
             rc = IRP_EPARSE;
@@ -640,6 +697,11 @@ static int on_end(builder *b)
 {
     frame f = b->frames[--b->depth];
     irp_node *n = f.node;
+    if (f.streamed) {
+        int rc = flush_batch(b);
+        if (rc)
+            return rc;
+    }
     size_t count = b->npending - f.start;
     uint64_t weight = 1;
     for (size_t i = f.start; i < b->npending; i++)

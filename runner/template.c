@@ -16,7 +16,8 @@ struct tpl_part {
 };
 
 struct irp_template {
-    const char *src;        /* copy, NUL-terminated, in the same allocation */
+    const char *src;        /* NUL-terminated: a copy in the same allocation,
+                               or the caller's (irp_template_parse_borrowed) */
     size_t len;
     size_t nparts, nexprs;
     struct tpl_part parts[];
@@ -53,23 +54,27 @@ static size_t find_open(const char *s, size_t from, size_t len)
     return len;
 }
 
-/* One allocation holds the struct, its parts and the text.  `nopen`
- * (the number of `${{`) bounds the parts at 2 * nopen + 1. */
-static irp_template *tpl_alloc(irp_arena *a, const char *s, size_t len, size_t nopen)
+/* One allocation holds the struct, its parts and, unless borrowed, the
+ * text.  `nopen` (the number of `${{`) bounds the parts at 2 * nopen + 1. */
+static irp_template *tpl_alloc(irp_arena *a, const char *s, size_t len, size_t nopen,
+                               bool borrow)
 {
     size_t maxparts = 2 * nopen + 1;
     size_t head = sizeof(irp_template) + maxparts * sizeof(struct tpl_part);
     if (len > SIZE_MAX - head - 1)
         return NULL;
-    irp_template *t = irp_arena_alloc(a, head + len + 1);
+    irp_template *t = irp_arena_alloc(a, head + (borrow ? 0 : len + 1));
     if (!t)
         return NULL;
+    t->src = s;
+    t->len = len;
+    if (borrow)
+        return t;
     char *copy = (char *)t + head;
     if (len)
         memcpy(copy, s, len);
     copy[len] = '\0';
     t->src = copy;
-    t->len = len;
     return t;
 }
 
@@ -104,13 +109,13 @@ static int parse_one(irp_arena *a, const irp_template *t, size_t open, size_t *c
     return 0;
 }
 
-int irp_template_parse(irp_arena *a, const char *s, size_t len, irp_template **out,
-                       irp_expr_error *err)
+static int parse(irp_arena *a, const char *s, size_t len, bool borrow, irp_template **out,
+                 irp_expr_error *err)
 {
     size_t nopen = 0;
     for (size_t i = find_open(s, 0, len); i < len; i = find_open(s, i + 3, len))
         nopen++;
-    irp_template *t = tpl_alloc(a, s, len, nopen);
+    irp_template *t = tpl_alloc(a, s, len, nopen, borrow);
     if (!t)
         return set_error(err, IRP_ENOMEM, 0, "out of memory");
     size_t pos = 0;
@@ -127,6 +132,18 @@ int irp_template_parse(irp_arena *a, const char *s, size_t len, irp_template **o
     add_part(t, pos, len, NULL);
     *out = t;
     return 0;
+}
+
+int irp_template_parse(irp_arena *a, const char *s, size_t len, irp_template **out,
+                       irp_expr_error *err)
+{
+    return parse(a, s, len, false, out, err);
+}
+
+int irp_template_parse_borrowed(irp_arena *a, const char *s, size_t len, irp_template **out,
+                                irp_expr_error *err)
+{
+    return parse(a, s, len, true, out, err);
 }
 
 const char *irp_template_text(const irp_template *t, size_t *len)

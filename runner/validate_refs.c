@@ -22,6 +22,13 @@ typedef struct refctx {
     bool warned_budget;
 } refctx;
 
+/* strcmp() == 0, deciding most mismatches on the first byte: every
+ * reference of a large playbook goes through a chain of these. */
+static inline bool same(const char *a, const char *b)
+{
+    return a[0] == b[0] && strcmp(a, b) == 0;
+}
+
 static bool in_list(const char *s, const char *const *list)
 {
     for (; *list; list++)
@@ -159,6 +166,18 @@ static uint64_t *dependents_of(reach *r, size_t target)
     return bits;
 }
 
+/* The walks' memory, on the first question that needs a walk: most
+ * playbooks ask none, or only about direct needs. */
+static bool reach_alloc(reach *r)
+{
+    size_t n = r->pb->n_steps ? r->pb->n_steps : 1;
+    if (!r->stamp)
+        r->stamp = calloc(n, sizeof *r->stamp);
+    if (!r->stack)
+        r->stack = malloc(n * sizeof *r->stack);
+    return r->stamp && r->stack;
+}
+
 /* 1 yes, 0 no, -1 unknown (out of memory or over the work budget). */
 static int reaches(reach *r, size_t from, size_t target)
 {
@@ -171,6 +190,16 @@ static int reaches(reach *r, size_t from, size_t target)
     uint64_t *bits = cached_dependents(r, target);
     if (bits)
         return (bits[from / 64] >> (from % 64)) & 1;
+    /* A step mostly reads the state of a step it needs directly: the
+     * first step of the walk, taken here without the walk's memory. */
+    const irp_step *s = &r->pb->steps[from];
+    for (size_t i = 0; i < s->n_deps; i++)
+        if (s->deps[i] == target) {
+            r->work++;
+            return 1;
+        }
+    if (!reach_alloc(r))
+        return -1;
     int found = short_walk(r, from, target);
     if (found >= 0)
         return found;
@@ -190,44 +219,54 @@ static void reach_release(reach *r)
         free(r->bits[i]);
 }
 
-static void check_steps_ref(refctx *r, const char *const *seg, size_t n, irp_pos pos)
+/* Where byte `off` of the string being checked is: computed only for a
+ * diagnostic, since most references are fine. */
+static irp_pos ref_pos(const refctx *r, size_t off)
+{
+    return irp_str_pos(r->v->pb, r->str, off);
+}
+
+static void check_steps_ref(refctx *r, const char *const *seg, size_t n, size_t off)
 {
     static const char *const fields[] = { "status", "ok", "outputs", "stdout", "exit_code",
                                           "started_at", "finished_at", "duration",
                                           "instances", NULL };
     vctx *v = r->v;
     if (r->var_index != NONE) {
-        vctx_error(v, pos, "vars are evaluated before any step runs; they cannot read steps");
+        vctx_error(v, ref_pos(r, off),
+                   "vars are evaluated before any step runs; they cannot read steps");
         return;
     }
     if (n < 3) {
-        vctx_error(v, pos, "incomplete reference: write steps.ID.FIELD (status, ok, outputs.K, "
-                   "stdout, exit_code, started_at, finished_at, duration, instances)");
+        vctx_error(v, ref_pos(r, off), "incomplete reference: write steps.ID.FIELD (status, ok, "
+                   "outputs.K, stdout, exit_code, started_at, finished_at, duration, "
+                   "instances)");
         return;
     }
     size_t idx = irp_playbook_step_index(v->pb, seg[1]);
     if (idx == NONE) {
         const char *hint = vctx_suggest_step(v, seg[1]);
         if (hint)
-            vctx_error(v, pos, "no step '%s' (did you mean '%s'?)", seg[1], hint);
+            vctx_error(v, ref_pos(r, off), "no step '%s' (did you mean '%s'?)", seg[1], hint);
         else
-            vctx_error(v, pos, "no step '%s'", seg[1]);
+            vctx_error(v, ref_pos(r, off), "no step '%s'", seg[1]);
         return;
     }
     if (!in_list(seg[2], fields)) {
-        vctx_error(v, pos, "steps.%s has no field '%s'", seg[1], seg[2]);
+        vctx_error(v, ref_pos(r, off), "steps.%s has no field '%s'", seg[1], seg[2]);
         return;
     }
     if ((strcmp(seg[2], "outputs") == 0) != (n == 4) || n > 4) {
-        vctx_error(v, pos, strcmp(seg[2], "outputs") == 0 ? "write steps.%s.outputs.NAME"
-                                                         : "steps.%s.%s has no fields",
+        vctx_error(v, ref_pos(r, off),
+                   strcmp(seg[2], "outputs") == 0 ? "write steps.%s.outputs.NAME"
+                                                  : "steps.%s.%s has no fields",
                    seg[1], seg[2]);
         return;
     }
     if (!r->step)
         return;
     if (idx == r->step->index) {
-        vctx_error(v, pos, "step '%s' cannot read its own state", seg[1]);
+        vctx_error(v, ref_pos(r, off), "step '%s' cannot read its own state", seg[1]);
         return;
     }
     /* A finally step runs after every step; other steps see another's
@@ -238,24 +277,26 @@ static void check_steps_ref(refctx *r, const char *const *seg, size_t n, irp_pos
     int found = reaches(r->reach, r->step->index, idx);
     if (found < 0 && !r->warned_budget) {
         r->warned_budget = true;
-        vctx_warning(v, pos, "too many steps.X references to check them all against needs; "
-                     "the rest are not checked");
+        vctx_warning(v, ref_pos(r, off), "too many steps.X references to check them all "
+                     "against needs; the rest are not checked");
     }
     if (found == 0)
-        vctx_warning(v, pos, "step '%s' reads steps.%s but does not need it (directly or "
-                     "through its needs), so it may not have run yet", r->step->id, seg[1]);
+        vctx_warning(v, ref_pos(r, off), "step '%s' reads steps.%s but does not need it "
+                     "(directly or through its needs), so it may not have run yet",
+                     r->step->id, seg[1]);
 }
 
 static void check_named(refctx *r, const char *root, const char *const *seg, size_t n,
-                        irp_pos pos, bool declared, const char *kind)
+                        size_t off, bool declared, const char *kind)
 {
     if (n != 2) {
-        vctx_error(r->v, pos, n < 2 ? "incomplete reference: write %s.NAME"
-                                    : "%s.%s has no fields", root, n < 2 ? "" : seg[1]);
+        vctx_error(r->v, ref_pos(r, off), n < 2 ? "incomplete reference: write %s.NAME"
+                                                : "%s.%s has no fields",
+                   root, n < 2 ? "" : seg[1]);
         return;
     }
     if (!declared)
-        vctx_error(r->v, pos, "no %s '%s' is declared", kind, seg[1]);
+        vctx_error(r->v, ref_pos(r, off), "no %s '%s' is declared", kind, seg[1]);
 }
 
 static int check_ref(void *ctx, const char *const *seg, size_t n, size_t offset)
@@ -263,44 +304,45 @@ static int check_ref(void *ctx, const char *const *seg, size_t n, size_t offset)
     refctx *r = ctx;
     vctx *v = r->v;
     const irp_playbook *pb = v->pb;
-    irp_pos pos = irp_str_pos(pb, r->str, offset);
     const char *root = seg[0];
-    if (strcmp(root, "inputs") == 0) {
-        check_named(r, root, seg, n, pos, n >= 2 && irp_playbook_input(pb, seg[1]), "input");
-    } else if (strcmp(root, "vars") == 0) {
+    if (same(root, "inputs")) {
+        check_named(r, root, seg, n, offset, n >= 2 && irp_playbook_input(pb, seg[1]), "input");
+    } else if (same(root, "vars")) {
         const irp_var *var = n >= 2 ? irp_playbook_var(pb, seg[1]) : NULL;
-        check_named(r, root, seg, n, pos, var != NULL, "var");
+        check_named(r, root, seg, n, offset, var != NULL, "var");
         if (var && r->var_index != NONE && (size_t)(var - pb->vars) >= r->var_index)
-            vctx_error(v, pos, "vars are evaluated in order: '%s' is not yet set here", seg[1]);
-    } else if (strcmp(root, "env") == 0) {
-        check_named(r, root, seg, n, pos, true, "");
-    } else if (strcmp(root, "secrets") == 0) {
-        check_named(r, root, seg, n, pos, true, "");
+            vctx_error(v, ref_pos(r, offset),
+                       "vars are evaluated in order: '%s' is not yet set here", seg[1]);
+    } else if (same(root, "env")) {
+        check_named(r, root, seg, n, offset, true, "");
+    } else if (same(root, "secrets")) {
+        check_named(r, root, seg, n, offset, true, "");
         if (r->in_run)
-            vctx_error(v, pos, "a secret cannot be used in run (it would show in the process "
-                       "list and the journal); pass it through env");
-    } else if (strcmp(root, "item") == 0 || strcmp(root, "index") == 0) {
+            vctx_error(v, ref_pos(r, offset), "a secret cannot be used in run (it would show in "
+                       "the process list and the journal); pass it through env");
+    } else if (same(root, "item") || same(root, "index")) {
         if (!r->item_ok)
-            vctx_error(v, pos, "'%s' is only defined in a step with for_each", root);
-        else if (strcmp(root, "index") == 0 && n > 1)
-            vctx_error(v, pos, "index is a number and has no fields");
-    } else if (strcmp(root, "steps") == 0) {
-        check_steps_ref(r, seg, n, pos);
-    } else if (strcmp(root, "run") == 0) {
+            vctx_error(v, ref_pos(r, offset), "'%s' is only defined in a step with for_each",
+                       root);
+        else if (same(root, "index") && n > 1)
+            vctx_error(v, ref_pos(r, offset), "index is a number and has no fields");
+    } else if (same(root, "steps")) {
+        check_steps_ref(r, seg, n, offset);
+    } else if (same(root, "run")) {
         static const char *const fields[] = { "id", "mode", "status", "started_at",
                                               "detected_at", "operator", "head", NULL };
         if (n != 2 || !in_list(seg[1], fields))
-            vctx_error(v, pos, "run has the fields id, mode, status, started_at, detected_at, "
-                       "operator and head");
-    } else if (strcmp(root, "deadlines") == 0) {
+            vctx_error(v, ref_pos(r, offset), "run has the fields id, mode, status, started_at, "
+                       "detected_at, operator and head");
+    } else if (same(root, "deadlines")) {
         static const char *const fields[] = { "due", "remaining", "status", NULL };
         bool known = false;
         for (size_t i = 0; n >= 2 && i < pb->n_deadlines; i++)
             known |= strcmp(pb->deadlines[i].id, seg[1]) == 0;
         if (n != 3 || !in_list(seg[2], fields))
-            vctx_error(v, pos, "write deadlines.ID.due, .remaining or .status");
+            vctx_error(v, ref_pos(r, offset), "write deadlines.ID.due, .remaining or .status");
         else if (!known)
-            vctx_error(v, pos, "no deadline '%s'", seg[1]);
+            vctx_error(v, ref_pos(r, offset), "no deadline '%s'", seg[1]);
     }
     return 0;
 }
@@ -328,7 +370,7 @@ static void check_kvs(refctx *r, const irp_kv *kv, size_t n)
 static void shell_problem(void *ctx, size_t offset, const char *msg)
 {
     refctx *r = ctx;
-    vctx_error(r->v, irp_str_pos(r->v->pb, r->str, offset), "%s", msg);
+    vctx_error(r->v, ref_pos(r, offset), "%s", msg);
 }
 
 static void check_run(refctx *r, const irp_run_action *run)
@@ -422,10 +464,6 @@ void validate_refs(vctx *v)
     irp_playbook *pb = v->pb;
     reach rc = { .pb = pb };
     refctx r = { .v = v, .var_index = NONE, .reach = &rc };
-    rc.stamp = calloc(pb->n_steps ? pb->n_steps : 1, sizeof *rc.stamp);
-    rc.stack = malloc((pb->n_steps ? pb->n_steps : 1) * sizeof *rc.stack);
-    if (!rc.stamp || !rc.stack)
-        goto out;
     for (size_t i = 0; i < pb->n_vars; i++) {
         r.var_index = i;
         check_str(&r, &pb->vars[i].str);
@@ -434,6 +472,5 @@ void validate_refs(vctx *v)
     r.var_index = NONE;
     for (size_t i = 0; i < pb->n_steps; i++)
         check_step(&r, &pb->steps[i]);
-out:
     reach_release(&rc);
 }

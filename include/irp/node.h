@@ -113,9 +113,11 @@ int irp_yaml_parse(irp_arena *arena, const char *file, const char *buf, size_t l
  * -1, this is irp_yaml_parse.
  *
  * When the root is a mapping whose key `stream->key` holds a sequence
- * without an anchor, each item of that sequence goes to item() as soon as
- * it is parsed, and the memory of its nodes serves the next item: a
- * document of 100,000 steps never holds more than one step's nodes.
+ * without an anchor, each item of that sequence goes to item() soon after
+ * it is parsed -- in order, in batches of a few dozen, so that parsing
+ * and the stream each keep their code in cache -- and the memory of the
+ * batch's nodes serves the next batch: a document of 100,000 steps never
+ * holds more than one batch's nodes.
  * That sequence gets IRP_NODE_STREAMED and keeps only the items passed
  * with `kept` true -- those sharing nodes with the rest of the document
  * (an anchor inside, or an alias of a collection with a tag under it),

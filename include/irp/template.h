@@ -46,6 +46,11 @@ typedef struct irp_template irp_template;
  * NULL). */
 int irp_template_parse(irp_arena *a, const char *s, size_t len, irp_template **out,
                        irp_expr_error *err);
+/* The same without copying the text: s[0..len) must be NUL-terminated
+ * (s[len] == 0) and outlive the template, as a playbook's strings do in
+ * its arena. */
+int irp_template_parse_borrowed(irp_arena *a, const char *s, size_t len, irp_template **out,
+                                irp_expr_error *err);
 
 /* The whole text as given (arena copy, NUL-terminated); for a template
  * without expressions, that is its value. */
