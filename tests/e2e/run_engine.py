@@ -375,7 +375,11 @@ def parallel_jobs_2(c):
     r = c.run(playbook(TWO_SLEEPS), "--jobs", "2")
     wall = time.monotonic() - t0
     eq(r.rc, 0, f"exit status {r!r}")
-    check(wall < 1.8, f"two independent `sleep 1` with --jobs 2 took {wall:.2f} s (>= 1.8)")
+    # The run itself, from its journal: process start-up and exit (slow
+    # under sanitizers on a busy machine) are not the steps' time.
+    span = (ts_ms(r.events[-1]["ts"]) - ts_ms(r.events[0]["ts"])) / 1000
+    check(span < 1.8, f"two independent `sleep 1` with --jobs 2 took {span:.2f} s (>= 1.8)")
+    check(wall < 5, f"irp took {wall:.2f} s in all")
     # Both started before either finished.
     eq(r.status(), "succeeded", "run status")
     last_start = max(r.seq_of("step.started", instance=i) for i in ("s1", "s2"))
