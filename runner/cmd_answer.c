@@ -22,6 +22,7 @@
 typedef struct open_q {
     json_t *prompted;            /* the open step.prompted, or NULL */
     const char *key;
+    bool ended;                  /* run.finished last: its process is on its way out */
 } open_q;
 
 static bool matches(const json_t *ev, const char *key)
@@ -43,6 +44,8 @@ static int scan(void *ctx, const irp_journal_line *line)
 {
     open_q *q = ctx;
     const char *name = json_string_value(json_object_get(line->ev, "event"));
+    if (name && strncmp(name, "run.", 4) == 0)
+        q->ended = strcmp(name, "run.finished") == 0;
     if (!name || !matches(line->ev, q->key))
         return 0;
     if (strcmp(name, "step.prompted") == 0) {
@@ -173,12 +176,16 @@ int irp_cmd_answer(int argc, char **argv, const irp_cli_common *common)
         fprintf(stderr, "irp answer: %s: %s\n", path, err[0] ? err : irp_strerror(rc));
         return IRP_EXIT_USAGE;
     }
-    open_q q = { NULL, pos[1] };
+    open_q q = { NULL, pos[1], false };
     rc = irp_journal_read(path, scan, &q, NULL, err, sizeof err);
     const char *choice = q.prompted ? pick(json_object_get(q.prompted, "choices"), pos[2]) : NULL;
     int status = IRP_EXIT_OK;
     if (rc) {
         fprintf(stderr, "irp answer: %s: %s\n", path, err[0] ? err : irp_strerror(rc));
+        status = IRP_EXIT_USAGE;
+    } else if (q.ended) {
+        /* The lock is held a little longer, while the report is written. */
+        fprintf(stderr, "irp answer: %s is not a live run (it has finished)\n", pos[0]);
         status = IRP_EXIT_USAGE;
     } else if (!q.prompted) {
         fprintf(stderr, "irp answer: no open question for '%s' in %s\n", pos[1], pos[0]);
