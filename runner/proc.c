@@ -1,8 +1,9 @@
 /* irp — child processes on the event loop (include/irp/proc.h).
  *
  * Life of a child:
- *   spawn   posix_spawnp, new process group, stdin /dev/null, stdout and
- *           stderr on two pipes whose read ends the loop watches;
+ *   spawn   vfork and exec (posix_spawnp for a name not yet found on
+ *           PATH), new process group, stdin /dev/null, stdout and stderr
+ *           on two pipes whose read ends the loop watches;
  *   run     each read chunk is counted, kept (stdout head), passed to
  *           on_stdout, redacted and appended to the log with plain write();
  *   exit    SIGCHLD → waitid(WNOWAIT) notices the exit but leaves the
@@ -23,11 +24,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,7 +82,8 @@ struct irp_proc {
     bool stdout_stopped;    /* on_stdout asked to stop: call it no more */
     int open_pipes;         /* handles not yet closed; freed at 0 */
     int log_fd;
-    EVP_MD_CTX *sha;
+    EVP_MD_CTX *sha;        /* with a log; initialised at its first byte */
+    bool sha_started;
     redactor *rd;           /* NULL without secrets */
     size_t keep;
     size_t head_cap;
@@ -104,6 +108,7 @@ struct proc_loop {
      * so one buffer serves every child of the loop. */
     char *buf;
     size_t buf_cap;
+    int devnull;            /* every child's stdin, above 0-2; -1: each opens its own */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -156,8 +161,22 @@ static void registry_remove(proc_loop *pl)
 static void on_loop_closed(uv_handle_t *h)
 {
     proc_loop *pl = container_of(h, proc_loop, sigchld);
+    if (pl->devnull >= 0)
+        close(pl->devnull);
     free(pl->buf);
     free(pl);
+}
+
+/* /dev/null, opened once for the children of a loop (above 0-2: dup2 onto
+ * itself would leave it close-on-exec); -1 if it cannot be. */
+static int devnull_open(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fd > 2)
+        return fd;
+    int up = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    return up;
 }
 
 /* The watcher starts before the loop's first spawn, so no exit can happen
@@ -169,6 +188,7 @@ static int loop_create(uv_loop_t *loop, proc_loop **out)
     if (!pl)
         return IRP_ENOMEM;
     pl->loop = loop;
+    pl->devnull = -1;
     int e = uv_signal_init(loop, &pl->sigchld);
     if (e) {
         free(pl);   /* a failed init leaves no handle to close */
@@ -180,6 +200,7 @@ static int loop_create(uv_loop_t *loop, proc_loop **out)
         return proc_err(-e);
     }
     uv_unref((uv_handle_t *)&pl->sigchld);
+    pl->devnull = devnull_open();
     pl->next = registry;
     registry = pl;
     *out = pl;
@@ -347,8 +368,26 @@ static size_t held_prefix(const redactor *rd, const char *r, size_t n)
 
 /* ---- the log -------------------------------------------------------- */
 
+/* The digest starts at the first byte: most commands of a playbook write
+ * nothing, and an empty log has a known hash (log_finish). */
+static bool log_digest_start(irp_proc *p)
+{
+    if (p->sha_started)
+        return true;
+    if (EVP_DigestInit_ex(p->sha, EVP_sha256(), NULL) != 1) {
+        note_error(p, IRP_ENOMEM);
+        close(p->log_fd);
+        p->log_fd = -1;
+        return false;
+    }
+    p->sha_started = true;
+    return true;
+}
+
 static void log_write(irp_proc *p, const char *b, size_t n)
 {
+    if (n == 0 || p->log_fd < 0 || !log_digest_start(p))
+        return;
     while (n > 0 && p->log_fd >= 0) {
         ssize_t w = write(p->log_fd, b, n);
         if (w < 0) {
@@ -405,14 +444,18 @@ static int open_nofollow(const char *path, int flags)
     return fd;
 }
 
-static int log_open(irp_proc *p, const char *path)
+/* Takes o->log_fd, whatever happens. */
+static int log_open(irp_proc *p, const irp_proc_opts *o)
 {
-    if (!path)
+    if (o->has_log_fd)
+        p->log_fd = o->log_fd;
+    if (!o->has_log_fd && !o->log_path)
         return 0;
     p->sha = EVP_MD_CTX_new();
-    if (!p->sha || EVP_DigestInit_ex(p->sha, EVP_sha256(), NULL) != 1)
+    if (!p->sha)
         return IRP_ENOMEM;
-    p->log_fd = open_nofollow(path, O_WRONLY | O_CREAT | O_APPEND);
+    if (!o->has_log_fd)
+        p->log_fd = open_nofollow(o->log_path, O_WRONLY | O_CREAT | O_APPEND);
     return p->log_fd < 0 ? proc_err(errno) : 0;
 }
 
@@ -423,9 +466,13 @@ static void log_finish(irp_proc *p)
     p->log_fd = -1;
     if (!p->sha)
         return;
+    static const char empty[] =
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (EVP_DigestFinal_ex(p->sha, md, &len) == 1 && len == 32) {
+    if (!p->sha_started) {
+        memcpy(p->res.log_sha256, empty, sizeof empty);
+    } else if (EVP_DigestFinal_ex(p->sha, md, &len) == 1 && len == 32) {
         static const char hex[] = "0123456789abcdef";
         for (unsigned int i = 0; i < len; i++) {
             p->res.log_sha256[2 * i] = hex[md[i] >> 4];
@@ -696,26 +743,46 @@ static void maybe_finish(irp_proc *p)
 
 /* ---- spawning ------------------------------------------------------- */
 
+/* Signals whose disposition a child resets to the default before its
+ * exec: the classic ones, whatever irp does with them now or later
+ * (SIGPIPE ignored, SIGCHLD, SIGINT, SIGTERM and SIGHUP caught...), and
+ * the real-time ones that were not at their default when the first child
+ * was started (irp sets none; a parent may have ignored some).  Asking
+ * for every signal at every spawn would double the child's system calls
+ * while irp waits for its exec.  SIGKILL and SIGSTOP cannot be changed;
+ * the C library's internal signals are its own.  Built once. */
+static sigset_t child_sigdef;
+static int child_sigmax;
 static posix_spawnattr_t child_attr;
-static pthread_once_t child_attr_once = PTHREAD_ONCE_INIT;
+static pthread_once_t child_once = PTHREAD_ONCE_INIT;
 
-/* Built once: every child gets its own process group, an empty signal
- * mask and default dispositions for the classic signals, whatever irp
- * blocks, catches or ignores (SIGPIPE, SIGCHLD, nohup's SIGHUP...). */
-static void child_attr_init(void)
+static bool sig_needs_reset(int sig)
 {
-    sigset_t none, dfl;
+    if (sig == SIGKILL || sig == SIGSTOP)
+        return false;
+    if (sig < SIGRTMIN)
+        return sig < 32;
+    struct sigaction sa;
+    return sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL;
+}
+
+/* For posix_spawnp, the same, plus its own process group and an empty
+ * signal mask, whatever irp blocks. */
+static void child_once_init(void)
+{
+    sigset_t none;
     sigemptyset(&none);
-    sigemptyset(&dfl);
-    for (int sig = 1; sig < 32; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaddset(&dfl, sig);
+    sigemptyset(&child_sigdef);
+    child_sigmax = SIGRTMAX;
+    for (int sig = 1; sig <= child_sigmax; sig++)
+        if (sig_needs_reset(sig))
+            sigaddset(&child_sigdef, sig);
     posix_spawnattr_init(&child_attr);
     posix_spawnattr_setflags(&child_attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
                                           | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setpgroup(&child_attr, 0);
     posix_spawnattr_setsigmask(&child_attr, &none);
-    posix_spawnattr_setsigdefault(&child_attr, &dfl);
+    posix_spawnattr_setsigdefault(&child_attr, &child_sigdef);
 }
 
 /* Where a command named without '/' lives, found once per name: at
@@ -786,47 +853,124 @@ static void forget_path(const char *name)
         }
 }
 
-/* posix_spawnp, not a PATH lookup of our own: glibc (>= 2.26) runs the
- * child with CLONE_VFORK and hands back the exec's errno, so a missing
- * command is ENOENT here, with no child left behind, and no per-spawn
- * scan happens in irp.  The lookup uses irp's PATH, like execvp.  Where
- * the exec error cannot travel back (old C libraries, valgrind's fork
- * emulation) the child exits 127 instead. */
-static int start_child(irp_proc *p, const irp_proc_opts *o, int out_w, int err_w)
+/* What the vforked child needs, prepared by the parent: between vfork
+ * and exec the child shares irp's memory and may only make system calls.
+ * It reports an error in err, which the parent reads once it resumes. */
+typedef struct child_args {
+    const char *path;
+    char *const *argv, *const *envp;
+    const char *cwd;
+    int devnull, out_w, err_w;
+    volatile int err;
+} child_args;
+
+/* Handlers first: the child runs with every signal blocked and must not
+ * run one of irp's handlers on irp's memory once it unblocks them.
+ * SIG_IGN would survive the exec.  Then the descriptors: /dev/null, the
+ * two pipes, nothing else. */
+static _Noreturn void child_exec(child_args *a)
 {
-    pthread_once(&child_attr_once, child_attr_init);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig <= child_sigmax; sig++)
+        if (sigismember(&child_sigdef, sig) == 1)
+            sigaction(sig, &dfl, NULL);
+    int in = a->devnull >= 0 ? a->devnull : open("/dev/null", O_RDONLY);
+    if (setpgid(0, 0) != 0 || in < 0)
+        goto fail;
+    /* An `in` of 1 or 2 is replaced next; one above is closed below. */
+    if ((in != 0 && dup2(in, 0) < 0) || dup2(a->out_w, 1) < 0 || dup2(a->err_w, 2) < 0)
+        goto fail;
+    /* Whatever irp itself inherited or a library opened without
+     * O_CLOEXEC, a step starts with 0, 1 and 2 only. */
+    if (close_range(3, ~0U, 0) != 0) {
+        struct rlimit rl;   /* a kernel before 5.9 */
+        if (errno != ENOSYS || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            goto fail;
+        for (rlim_t i = 3; i < rl.rlim_cur && i < INT_MAX; i++)
+            close((int)i);
+    }
+    if (a->cwd && chdir(a->cwd) != 0)
+        goto fail;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(a->path, a->argv, a->envp);
+fail:
+    a->err = errno;
+    _exit(127);
+}
+
+/* vfork, not posix_spawn: glibc's posix_spawn maps a fresh stack for
+ * every child and unmaps it after, and the unmap interrupts every CPU
+ * where irp's libuv threads ran to flush its TLB -- on a virtual machine
+ * the largest cost of a spawn after the exec itself.  The parent's
+ * signals stay blocked until the child has exec'd or failed.  Under
+ * valgrind vfork is a fork: the error cannot travel back, and the child
+ * exits 127 instead. */
+static int spawn_vfork(child_args *a, pid_t *pid)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    a->err = 0;
+    pid_t child = vfork();
+    if (child == 0)
+        child_exec(a);
+    int e = child < 0 ? errno : a->err;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (child > 0 && e != 0) {
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (e == 0)
+        *pid = child;
+    return e;
+}
+
+static int spawn_posix(irp_proc *p, const irp_proc_opts *o, char *const *envp, int out_w,
+                       int err_w)
+{
     posix_spawn_file_actions_t fa;
     int e = posix_spawn_file_actions_init(&fa);
     if (e)
-        return proc_err(e);
+        return e;
     e = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (!e)
         e = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
     if (!e)
         e = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-    /* Whatever irp itself inherited or a library opened without
-     * O_CLOEXEC, a step starts with 0, 1 and 2 only. */
     if (!e)
         e = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     if (!e && o->cwd)
         e = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
-    char *const *envp = (char *const *)(o->envp ? o->envp : (const char *const *)environ);
-    const char *path = !e && !strchr(o->argv[0], '/') ? find_on_path(o->argv[0]) : NULL;
-    if (path) {
-        /* posix_spawnp still: with a '/' it execs the path as given, and
-         * it is the one call every C library and sanitizer runtime here
-         * handles alike (ASan's posix_spawn left the child's signals
-         * blocked). */
-        e = posix_spawnp(&p->pid, path, &fa, &child_attr, (char *const *)o->argv, envp);
-        if (e == ENOENT) {
-            forget_path(o->argv[0]);     /* moved since: look again */
-            path = NULL;
-            e = 0;
-        }
-    }
-    if (!e && !path)
+    if (!e)
         e = posix_spawnp(&p->pid, o->argv[0], &fa, &child_attr, (char *const *)o->argv, envp);
     posix_spawn_file_actions_destroy(&fa);
+    return e;
+}
+
+/* A command with '/', or found on PATH before, is exec'd by path from a
+ * vforked child.  Any other name goes to posix_spawnp, which walks irp's
+ * PATH (like execvp) in the child and hands back the exec's errno, so a
+ * missing command is ENOENT here with no child left behind. */
+static int start_child(irp_proc *p, const irp_proc_opts *o, int out_w, int err_w)
+{
+    pthread_once(&child_once, child_once_init);
+    char *const *envp = (char *const *)(o->envp ? o->envp : (const char *const *)environ);
+    bool named = !strchr(o->argv[0], '/');
+    const char *path = named ? find_on_path(o->argv[0]) : o->argv[0];
+    if (path) {
+        child_args a = { .path = path, .argv = (char *const *)o->argv, .envp = envp,
+                         .cwd = o->cwd, .devnull = p->pl->devnull, .out_w = out_w,
+                         .err_w = err_w };
+        int e = spawn_vfork(&a, &p->pid);
+        if (e != ENOENT || !named)
+            return e ? proc_err(e) : 0;
+        forget_path(o->argv[0]);     /* moved since: look again */
+    }
+    int e = spawn_posix(p, o, envp, out_w, err_w);
     return e ? proc_err(e) : 0;
 }
 
@@ -883,13 +1027,28 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* A pipe's write end taken from 0-2 (irp started with its own closed)
+ * would be overwritten in the child before its dup2: move it up. */
+static int above_stdio(int *fd)
+{
+    if (*fd > 2)
+        return 0;
+    int up = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (up < 0)
+        return -1;
+    close(*fd);
+    *fd = up;
+    return 0;
+}
+
 /* Everything before the loop takes the pipes; on failure nothing is left
  * open and no child runs. */
 static int proc_start(irp_proc *p, const irp_proc_opts *o, int rd_fds[2])
 {
     int out[2] = { -1, -1 }, err[2] = { -1, -1 };
-    int rc = log_open(p, o->log_path);
-    if (!rc && (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0))
+    int rc = log_open(p, o);
+    if (!rc && (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0
+                || above_stdio(&out[1]) != 0 || above_stdio(&err[1]) != 0))
         rc = proc_err(errno);
     if (!rc)
         rc = start_child(p, o, out[1], err[1]);
@@ -906,18 +1065,26 @@ static int proc_start(irp_proc *p, const irp_proc_opts *o, int rd_fds[2])
     return 0;
 }
 
+/* A failure before the proc holds the log descriptor closes it. */
+static int refuse(const irp_proc_opts *o, int rc)
+{
+    if (o && o->has_log_fd && o->log_fd >= 0)
+        close(o->log_fd);
+    return rc;
+}
+
 int irp_proc_spawn(uv_loop_t *loop, const irp_proc_opts *opts, irp_proc **out)
 {
     if (!loop || !opts || !opts->argv || !opts->argv[0] || !opts->on_exit || !out)
-        return IRP_EINVAL;
+        return refuse(opts, IRP_EINVAL);
     proc_loop *pl;
     int rc = loop_get(loop, &pl);
     if (rc)
-        return rc;
+        return refuse(opts, rc);
     irp_proc *p;
     rc = proc_new(pl, opts, &p);
     if (rc)
-        return rc;
+        return refuse(opts, rc);
     int fds[2];
     rc = proc_start(p, opts, fds);
     if (rc) {

@@ -1,10 +1,10 @@
 /* irp — child processes on the event loop.
  *
- * Children are started with posix_spawn (not fork: fork's cost grows with
- * the parent's memory, and a 100,000-step playbook makes the parent
- * large), each in a new process group so a timeout can signal the whole
- * tree.  stdout and stderr are pipes read from the libuv loop and streamed
- * to the log file (never held whole in memory); the first `stdout_keep`
+ * Children are started with vfork (not fork: fork's cost grows with the
+ * parent's memory, and a 100,000-step playbook makes the parent large),
+ * each in a new process group so a timeout can signal the whole tree.
+ * stdout and stderr are pipes read from the libuv loop and streamed to
+ * the log file (never held whole in memory); the first `stdout_keep`
  * bytes of stdout are also kept.  Secret values are redacted from the log
  * as it streams.  A child is finished only when its exit status has been
  * reaped AND both pipes reached EOF (tmux job.c); then on_exit runs once.
@@ -61,6 +61,11 @@ typedef struct irp_proc_opts {
     const char *cwd;              /* NULL: irp's own */
     const char *log_path;         /* stdout and stderr appended here (0600, opened
                                      O_NOFOLLOW); NULL: none */
+    int log_fd;                   /* with has_log_fd, instead of log_path: a
+                                     descriptor (>= 0) open for appending, taken
+                                     over -- closed by the proc, or by
+                                     irp_proc_spawn when it fails */
+    bool has_log_fd;
     size_t stdout_keep;           /* bytes of stdout to keep in memory (0: none) */
     const char *const *redact;    /* strings replaced by *** in the log; NULL-terminated;
                                      copied; those under 6 bytes are ignored (SPEC
@@ -77,9 +82,9 @@ typedef struct irp_proc_opts {
  * was started, try again when another child ends.  IRP_ENOENT when the
  * command (or cwd) is not found, IRP_EACCES when it cannot be executed or
  * log_path is a symlink (a command that exists but fails to exec is
- * reported through on_exit with status 127 instead where posix_spawn
- * cannot tell: glibc can, except under valgrind).  The strings of opts
- * are borrowed for the call only. */
+ * reported through on_exit with status 127 instead where the exec error
+ * cannot travel back: it can on Linux, except under valgrind).  The
+ * strings of opts are borrowed for the call only. */
 int irp_proc_spawn(uv_loop_t *loop, const irp_proc_opts *opts, irp_proc **out);
 
 pid_t irp_proc_pid(const irp_proc *p);
