@@ -145,15 +145,24 @@ static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size
     return rc;
 }
 
-static int push_envf(strvec *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int push_envf(strvec *v, const char *fmt, ...)
+/* KEY=value, built without printf: every spawn sets eight of them. */
+static int push_env(strvec *v, const char *key, const char *value)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    return n < 0 ? IRP_ENOMEM : strvec_push_owned(v, s);
+    size_t k = strlen(key), n = strlen(value);
+    char *s = malloc(k + n + 2);
+    if (!s)
+        return IRP_ENOMEM;
+    memcpy(s, key, k);
+    s[k] = '=';
+    memcpy(s + k + 1, value, n + 1);
+    return strvec_push_owned(v, s);
+}
+
+static int push_env_num(strvec *v, const char *key, long long n)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%lld", n);
+    return push_env(v, key, num);
 }
 
 static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_t errlen)
@@ -169,7 +178,7 @@ static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_
             return rc;
         json_object_set_new(shown, st->env[i].key,
                             secret ? json_string("***") : irp_json_text(text, strlen(text)));
-        rc = push_envf(&r->env, "%s=%s", st->env[i].key, text);
+        rc = push_env(&r->env, st->env[i].key, text);
         free(text);
         if (rc)
             return rc;
@@ -186,14 +195,14 @@ static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_
         }
         irp_value_unref(it);
     }
-    int rc = push_envf(&r->env, "IRP_RUN_ID=%s", job->run_id);
-    rc = rc ? rc : push_envf(&r->env, "IRP_RUN_DIR=%s", job->run_dir);
-    rc = rc ? rc : push_envf(&r->env, "IRP_STEP_ID=%s", st->id);
-    rc = rc ? rc : push_envf(&r->env, "IRP_INSTANCE=%s", job->instance);
-    rc = rc ? rc : push_envf(&r->env, "IRP_ITEM=%s", item);
-    rc = rc ? rc : push_envf(&r->env, "IRP_INDEX=%zu", job->index);
-    rc = rc ? rc : push_envf(&r->env, "IRP_ATTEMPT=%d", job->attempt);
-    rc = rc ? rc : push_envf(&r->env, "IRP_OUTPUT=%s", r->output_path);
+    int rc = push_env(&r->env, "IRP_RUN_ID", job->run_id);
+    rc = rc ? rc : push_env(&r->env, "IRP_RUN_DIR", job->run_dir);
+    rc = rc ? rc : push_env(&r->env, "IRP_STEP_ID", st->id);
+    rc = rc ? rc : push_env(&r->env, "IRP_INSTANCE", job->instance);
+    rc = rc ? rc : push_env(&r->env, "IRP_ITEM", item);
+    rc = rc ? rc : push_env_num(&r->env, "IRP_INDEX", (long long)job->index);
+    rc = rc ? rc : push_env_num(&r->env, "IRP_ATTEMPT", job->attempt);
+    rc = rc ? rc : push_env(&r->env, "IRP_OUTPUT", r->output_path);
     return rc;
 }
 
@@ -223,13 +232,24 @@ static int run_prepare(irp_job *job, json_t **action, char *err, size_t errlen)
     return render_env(job, r, a, err, errlen);
 }
 
-/* Lines `key=value` in $IRP_OUTPUT; last value wins; 64 KiB in all. */
-static irp_value *read_outputs(const char *path)
+/* Lines `key=value` in $IRP_OUTPUT; last value wins; 64 KiB in all.
+ * *found: something is at path (the command made the file, or planted
+ * something there, which is read only if it is a plain file). */
+static irp_value *read_outputs(const char *path, bool *found)
 {
     irp_value *map = irp_value_new_map();
-    FILE *f = fopen(path, "re");
-    if (!f || !map)
+    /* O_NONBLOCK: a FIFO made there must not hang the loop. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    *found = fd >= 0 || errno != ENOENT;
+    if (fd < 0)
         return map;
+    struct stat st;
+    FILE *f = NULL;
+    if (!map || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0
+        || !(f = fdopen(fd, "r"))) {
+        close(fd);
+        return map;
+    }
     char *line = NULL;
     size_t cap = 0, total = 0;
     ssize_t n;
@@ -339,8 +359,10 @@ static void run_exited(irp_proc *p, const irp_proc_result *res, void *data)
     if (res->stdout_head)
         job->stdout_v = taint_secrets(irp_value_new_string(res->stdout_head, res->stdout_head_len),
                                       job->redact);
-    job->outputs = taint_secrets(read_outputs(r->output_path), job->redact);
-    unlink(r->output_path);
+    bool found;
+    job->outputs = taint_secrets(read_outputs(r->output_path, &found), job->redact);
+    if (found)
+        unlink(r->output_path);
     if (res->log_error) {
         snprintf(job->error, sizeof job->error, "log: %s", irp_strerror(res->log_error));
         /* The log is the run's own record of this step: once it could not
@@ -353,15 +375,17 @@ static void run_exited(irp_proc *p, const irp_proc_result *res, void *data)
     irp_job_finish(job);
 }
 
-/* Open path with O_NOFOLLOW, and its folder (the run's logs/) too, the
- * way proc.c opens the log: a symlink planted for either is refused
- * (ELOOP), never written through.  Folders further up are the run
- * directory's, wherever --runs put it.  -1 with errno on failure. */
-static int open_nofollow(const char *path, int flags)
+/* The folder of path (the run's logs/), opened O_PATH|O_NOFOLLOW and
+ * checked to be a directory, so a symlink planted for it is refused
+ * (ELOOP), never written through; *name is the rest of path.  Folders
+ * further up are the run directory's, wherever --runs put it.  -1 with
+ * errno on failure; AT_FDCWD for a path without '/'. */
+static int open_folder(const char *path, const char **name)
 {
     const char *slash = strrchr(path, '/');
+    *name = slash ? slash + 1 : path;
     if (!slash)
-        return open(path, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+        return AT_FDCWD;
     char dir[4096];
     size_t n = slash == path ? 1 : (size_t)(slash - path);
     if (n >= sizeof dir) {
@@ -375,36 +399,36 @@ static int open_nofollow(const char *path, int flags)
     if (dfd < 0)
         return -1;
     struct stat st;
-    int fd = -1;
+    int e = 0;
     if (fstat(dfd, &st) != 0)
-        ;
+        e = errno;
     else if (S_ISLNK(st.st_mode))
-        errno = ELOOP;
+        e = ELOOP;
     else if (!S_ISDIR(st.st_mode))
-        errno = ENOTDIR;
-    else
-        fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
-    int e = errno;
+        e = ENOTDIR;
+    if (e == 0)
+        return dfd;
     close(dfd);
     errno = e;
-    return fd;
+    return -1;
 }
 
-/* Create one of the attempt's own files in logs/ ($IRP_OUTPUT, the log).
- * Doing it here, before the spawn, tells a file irp cannot write -- a
- * full disk, a symlink planted where the file belongs (never followed) --
- * apart from a command that cannot start: the first is the run's record
- * failing (SPEC §3: start nothing new, exit 4), and says so.  proc.c opens
- * the log again, O_NOFOLLOW as well.  0, IRP_EBUSY (out of descriptors:
- * try later), or another code with job->error and storage_error set. */
-static int create_run_file(irp_job *job, const char *path, int flags, const char *what)
+static void close_folder(int dfd)
 {
-    int fd = open_nofollow(path, O_WRONLY | O_CREAT | flags);
-    if (fd >= 0) {
-        close(fd);
-        return 0;
-    }
-    int e = errno;
+    if (dfd >= 0)
+        close(dfd);
+}
+
+/* 0600, never through a symlink. */
+static int create_at(int dfd, const char *name, int flags)
+{
+    return openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | flags, 0600);
+}
+
+/* IRP_EBUSY when out of descriptors (try later), else the run's record
+ * failing: job->error and storage_error say which file and why. */
+static int run_file_error(irp_job *job, const char *path, const char *what, int e)
+{
     if (e == EMFILE || e == ENFILE)
         return IRP_EBUSY;
     job->storage_error = e == ELOOP ? IRP_EACCES : irp_err_from_errno(e);
@@ -414,14 +438,81 @@ static int create_run_file(irp_job *job, const char *path, int flags, const char
     return job->storage_error;
 }
 
+/* The outputs file is the command's to create: most commands write no
+ * outputs, and a file made and removed for each of them is an inode
+ * allocated and freed per step (on ext4 without a journal, every new
+ * file then scans past the recently freed inodes: quadratic in a long
+ * run).  irp only makes sure nothing sits where it belongs: a symlink
+ * planted there is refused (ELOOP) like one for the log, a file left by
+ * an interrupted attempt is removed.  0 or an errno value. */
+static int clear_outputs_file(int dfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? 0 : errno;
+    if (S_ISLNK(st.st_mode))
+        return ELOOP;
+    return unlinkat(dfd, name, 0) == 0 ? 0 : errno;
+}
+
+/* Get the attempt's own files in logs/ ready: no $IRP_OUTPUT file yet
+ * (above), and the log created and kept open in *log_fd (-1 without a
+ * log) for proc.c to append to.  Doing it here, before the spawn, tells a
+ * file irp cannot write -- a full disk, a symlink planted where the file
+ * belongs (never followed) -- apart from a command that cannot start: the
+ * first is the run's record failing (SPEC §3: start nothing new, exit 4),
+ * and says so.  Both files share the folder (the outputs file is the
+ * log's name + ".out"), which is opened and checked once.  0, or
+ * run_file_error's code. */
+static int create_run_files(irp_job *job, run_job *r, int *log_fd)
+{
+    *log_fd = -1;
+    const char *out_name;
+    int dfd = open_folder(r->output_path, &out_name);
+    if (dfd == -1)
+        return run_file_error(job, r->output_path, "the outputs file", errno);
+    int e = clear_outputs_file(dfd, out_name);
+    if (e) {
+        close_folder(dfd);
+        return run_file_error(job, r->output_path, "the outputs file", e);
+    }
+    if (job->log_path) {
+        const char *log_name = strrchr(job->log_path, '/');
+        *log_fd = create_at(dfd, log_name ? log_name + 1 : job->log_path, O_APPEND);
+        if (*log_fd < 0) {
+            e = errno;
+            close_folder(dfd);
+            return run_file_error(job, job->log_path, "the log", e);
+        }
+    }
+    close_folder(dfd);
+    return 0;
+}
+
+/* irp's environment less secrets, then the step's: pointers only, the
+ * strings stay the engine's and the job's.  NULL when out of memory. */
+static const char **child_env(const irp_job *job, const run_job *r)
+{
+    size_t n = 0;
+    while (job->base_env[n])
+        n++;
+    const char **envp = malloc((n + r->env.n + 1) * sizeof *envp);
+    if (!envp)
+        return NULL;
+    memcpy(envp, job->base_env, n * sizeof *envp);
+    if (r->env.n)
+        memcpy(envp + n, r->env.v, r->env.n * sizeof *envp);
+    envp[n + r->env.n] = NULL;
+    return envp;
+}
+
 static int run_start(irp_job *job)
 {
     run_job *r = job->priv;
     if (fd_gate_closed(job->loop))
         return IRP_EBUSY;
-    int rc = create_run_file(job, r->output_path, O_TRUNC, "the outputs file");
-    if (!rc && job->log_path && (rc = create_run_file(job, job->log_path, O_APPEND, "the log")))
-        unlink(r->output_path);   /* ours; a planted symlink is left for people to see */
+    int log_fd;
+    int rc = create_run_files(job, r, &log_fd);
     if (rc) {
         if (rc == IRP_EBUSY) {
             fd_gate_note(job->loop, rc);
@@ -431,29 +522,25 @@ static int run_start(irp_job *job)
         irp_job_finish(job);
         return 0;
     }
-    strvec envp = STRVEC_INIT;
-    for (const char *const *e = job->base_env; *e && !rc; e++)
-        rc = strvec_push(&envp, *e);
-    for (size_t i = 0; i < r->env.n && !rc; i++)
-        rc = strvec_push(&envp, r->env.v[i]);
-    if (rc) {
-        strvec_release(&envp);
-        return rc;
+    const char **envp = child_env(job, r);
+    if (!envp) {
+        if (log_fd >= 0)
+            close(log_fd);
+        return IRP_ENOMEM;
     }
     irp_proc_opts o = {
-        .argv = (const char *const *)r->argv.v, .envp = (const char *const *)envp.v,
-        .cwd = r->cwd, .log_path = job->log_path, .stdout_keep = STDOUT_KEEP,
+        .argv = (const char *const *)r->argv.v, .envp = envp, .cwd = r->cwd,
+        .log_fd = log_fd, .has_log_fd = log_fd >= 0, .stdout_keep = STDOUT_KEEP,
         .redact = job->redact, .stdout_to_log = true, .on_exit = run_exited, .data = job,
     };
     rc = irp_proc_spawn(job->loop, &o, &r->proc);
-    strvec_release(&envp);
+    free(envp);
     fd_gate_note(job->loop, rc);
     if (rc == 0) {
         if (job->on_spawn)
             job->on_spawn(job, irp_proc_pid(r->proc));
         return 0;
     }
-    unlink(r->output_path);
     if (rc == IRP_EBUSY)
         return rc;
     job->outcome = IRP_JOB_FAILED;

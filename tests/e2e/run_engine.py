@@ -1817,6 +1817,28 @@ def run_directory_layout(c):
           "$IRP_OUTPUT files left in logs/")
 
 
+
+@test
+def outputs_file_left_behind_is_not_read(c):
+    """$IRP_OUTPUT is the command's to create: a file already at its path
+    (left by an attempt that was interrupted) is removed before the command
+    starts, never read as the new attempt's outputs; a command that writes
+    none has no outputs and leaves no file."""
+    pb = c.write("pb.yaml", playbook(
+        "  - id: plant\n"
+        "    run: 'printf \"stale=1\\n\" > \"$IRP_RUN_DIR/logs/victim.1.log.out\"'\n"
+        "  - id: victim\n"
+        "    run: 'test ! -e \"$IRP_OUTPUT\" && echo fresh=1 >> \"$IRP_OUTPUT\"'\n"
+        "  - id: quiet\n"
+        "    run: [\"true\"]\n"))
+    r = c.run(pb)
+    eq(r.rc, 0, f"exit status {r!r}")
+    eq(r.one("step.finished", instance="victim")["outputs"], {"fresh": "1"},
+       "outputs of the step whose $IRP_OUTPUT path held a stale file")
+    eq(r.one("step.finished", instance="quiet")["outputs"], {}, "outputs of a quiet step")
+    eq(sorted(f for f in os.listdir(os.path.join(r.dir, "logs")) if f.endswith(".out")), [],
+       "$IRP_OUTPUT files left in logs/")
+
 # ---- 13. wait ------------------------------------------------------------------
 
 @test
