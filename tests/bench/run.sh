@@ -127,13 +127,15 @@ else
 	RUNS=$WORK/runs
 	mkdir -- "$RUNS"
 fi
+SPENT=$RUNS.spent
+mkdir -- "$SPENT"
 RUNS_FS=$(df -PT "$RUNS" | awk 'NR == 2 { print $2 }')
 cleanup() {
 	if ((keep)); then
-		echo "run.sh: kept $WORK${runs_base:+ and $RUNS}" >&2
+		echo "run.sh: kept $WORK${runs_base:+ and $RUNS, $SPENT}" >&2
 	else
 		rm -rf -- "$WORK"
-		[[ -z $runs_base ]] || rm -rf -- "$RUNS"
+		[[ -z $runs_base ]] || rm -rf -- "$RUNS" "$SPENT"
 	fi
 }
 trap cleanup EXIT

@@ -5,7 +5,8 @@
 # times with `side`, races them with `race` and adds its table rows with
 # `row` (or `row_ideal`, `skip_row`, `mem_row`, `note`).  run.sh provides
 # those, `compare`, `playbook`, `human`, `input_made`, and the variables
-# IRP, PULL, WORK, RUNS (the --runs directory), RUNS_FS (its filesystem),
+# IRP, PULL, WORK, RUNS (the --runs directory), SPENT (where earlier run
+# directories go, on the same filesystem), RUNS_FS (its filesystem),
 # HERE, runs, steps, spawn_steps and quick.
 #
 # Functions here run through "workload_$name" (SC2317 cannot see that),
@@ -26,11 +27,19 @@ few_runs() {
 on_fs() { echo "[runs on $RUNS_FS]"; }
 
 # RACE_PREP for races that write run directories or ninja logs: every run
-# starts from the same empty state, and the clearing is not timed.
+# starts from the same empty state, and the clearing is not timed.  Earlier
+# run directories are moved to $SPENT (run.sh deletes it at the end), not
+# deleted: freeing thousands of inodes just before a run slows that run's
+# file creation on some filesystems (ext4 without a journal scans past
+# recently freed inodes for minutes), a cost of the clearing, not of irp.
 PREP_DIR=''
 prep_side() {
 	case $1 in
-	irp*) find "$RUNS" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} + ;;
+	irp*)
+		local to
+		to=$(mktemp -d "$SPENT/XXXXXX")
+		find "$RUNS" -mindepth 1 -maxdepth 1 -exec mv -t "$to" -- {} +
+		;;
 	ninja) rm -f -- "$PREP_DIR/.ninja_log" "$PREP_DIR/.ninja_deps" ;;
 	esac
 }
