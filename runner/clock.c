@@ -245,6 +245,8 @@ static bool fire_horizon(irp_clock *c, int64_t *horizon)
     case KIND_MAX:
         *horizon = next->due;   /* the idle rule: jump to the next instant */
         break;
+    default:
+        return false;   /* no other kind; says so to -O3's flow analysis */
     }
     return next->due <= *horizon;
 }
