@@ -40,6 +40,17 @@ static json_t *time_json(int64_t ms)
     return json_string(buf);
 }
 
+/* ms as journal text, formatted again only when it changed since the
+ * last call with c.  The text is ASCII, so jansson need not check it. */
+static json_t *time_json_cached(int64_t ms, time_text *c)
+{
+    if (c->ms != ms || !c->text[0]) {
+        irp_time_format(ms, c->text);
+        c->ms = ms;
+    }
+    return json_string_nocheck(c->text);
+}
+
 static int64_t real_wall_ms(void)
 {
     struct timespec ts;
@@ -53,8 +64,8 @@ json_t *engine_event(irp_engine *e, const char *name)
     /* Ends recorded in the engine take this same time (deadlines counted
      * from a step's finish start at its journaled `ts`). */
     e->last_event_wall = irp_clock_wall_ms(e->o.clock);
-    json_object_set_new(ev, "ts", time_json(e->last_event_wall));
-    json_object_set_new(ev, "wall", time_json(real_wall_ms()));
+    json_object_set_new(ev, "ts", time_json_cached(e->last_event_wall, &e->ts_text));
+    json_object_set_new(ev, "wall", time_json_cached(real_wall_ms(), &e->wall_text));
     json_object_set_new(ev, "event", json_string(name));
     return ev;
 }

@@ -4,6 +4,7 @@
 
 #include "irp/arena.h"
 #include "irp/engine.h"
+#include "irp/timeutil.h"
 
 /* inst.decision: nobody could be asked (no terminal, no answer). */
 #define DECIDE_NOBODY (-2)
@@ -99,6 +100,12 @@ struct scope_ctx {
     inst *in;                    /* NULL outside an instance */
 };
 
+/* A time as journal text, and the time it was made for ("" when none). */
+typedef struct time_text {
+    int64_t ms;
+    char text[IRP_TIME_BUFSZ];
+} time_text;
+
 struct irp_engine {
     irp_engine_opts o;
     irp_arena mem;               /* instances, their scope contexts and ids */
@@ -120,6 +127,10 @@ struct irp_engine {
     size_t n_deadlines;
     int64_t started_wall;
     int64_t last_event_wall;     /* ts of the last event made */
+    /* The last text made for each of an event's two times: at full speed
+     * many events share a millisecond, and formatting one costs more
+     * than the comparison. */
+    time_text ts_text, wall_text;
     /* irp resume */
     json_t *restored_ix;         /* instance id → index in recs */
     restored *recs;

@@ -22,7 +22,8 @@
 typedef struct run_job {
     strvec argv;
     bool argv_not_utf8;          /* some argument is not UTF-8: add argv_b64 */
-    strvec env;
+    strvec env;                  /* the step's env, then IRP_* (push_irp_env) */
+    bool irp_env;
     char *cwd;
     char *output_path;
     irp_proc *proc;
@@ -183,11 +184,23 @@ static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_
         if (rc)
             return rc;
     }
-    char item[512] = "";
+    return 0;
+}
+
+/* The IRP_* variables a command sees, after the step's own.  Made when
+ * the command starts, not when its action is rendered: a simulation
+ * renders every action and starts none.  Once, though run_start may be
+ * called again (out of descriptors). */
+static int push_irp_env(irp_job *job, run_job *r)
+{
+    if (r->irp_env)
+        return 0;
+    const irp_step *st = job->step;
+    char item[512] = "", err[256];
     irp_value *it = NULL;
     static const char *const item_ref[] = { "item" };
     if (st->has_for_each &&
-        job->scope->lookup(job->scope->ctx, item_ref, 1, &it, err, errlen) == 0) {
+        job->scope->lookup(job->scope->ctx, item_ref, 1, &it, err, sizeof err) == 0) {
         char *text = NULL;
         if (irp_value_render(it, &text, NULL) == 0) {
             snprintf(item, sizeof item, "%s", text);
@@ -203,6 +216,7 @@ static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_
     rc = rc ? rc : push_env_num(&r->env, "IRP_INDEX", (long long)job->index);
     rc = rc ? rc : push_env_num(&r->env, "IRP_ATTEMPT", job->attempt);
     rc = rc ? rc : push_env(&r->env, "IRP_OUTPUT", r->output_path);
+    r->irp_env = rc == 0;
     return rc;
 }
 
@@ -522,7 +536,7 @@ static int run_start(irp_job *job)
         irp_job_finish(job);
         return 0;
     }
-    const char **envp = child_env(job, r);
+    const char **envp = push_irp_env(job, r) == 0 ? child_env(job, r) : NULL;
     if (!envp) {
         if (log_fd >= 0)
             close(log_fd);

@@ -29,9 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 #include "irp/error.h"
+#include "irp/journal.h"
 #include "irp/exec.h"
 #include "irp/timeutil.h"
 
@@ -74,21 +74,27 @@ static double rng_unit(sim_rng *r)
  * three, so neighbouring seeds or attempts give unrelated draws. */
 static void rng_seed(sim_rng *r, uint64_t seed, const char *instance, int attempt)
 {
-    char head[64];
-    int n = snprintf(head, sizeof head, "%llu\n%d\n", (unsigned long long)seed, attempt);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-              EVP_DigestUpdate(ctx, head, (size_t)n) &&
-              EVP_DigestUpdate(ctx, instance, strlen(instance)) &&
-              EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
+    char small[256], *text = small;
+    size_t ilen = strlen(instance);
+    size_t n = (size_t)snprintf(small, sizeof small, "%llu\n%d\n", (unsigned long long)seed,
+                                attempt);
+    unsigned char md[IRP_SHA256_LEN];
+    bool ok = false;
+
+    /* One buffer for the one-shot digest, whose algorithm is fetched once. */
+    if (n + ilen > sizeof small && (text = malloc(n + ilen)) != NULL)
+        memcpy(text, small, n);
+    if (text) {
+        memcpy(text + n, instance, ilen);
+        ok = irp_sha256(text, n + ilen, md) == 0;
+    }
+    if (text != small)
+        free(text);
     r->s = 0;
     for (unsigned i = 0; ok && i < 8; i++)
         r->s = r->s << 8 | md[i];
     if (!ok)   /* no hash: still deterministic, just less mixed */
-        r->s = seed ^ ((uint64_t)attempt << 32) ^ strlen(instance);
+        r->s = seed ^ ((uint64_t)attempt << 32) ^ ilen;
 }
 
 /* ---- what an attempt does ------------------------------------------ */

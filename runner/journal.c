@@ -23,7 +23,7 @@
 #include "irp/error.h"
 #include "irp/journal.h"
 
-#define SHA256_LEN 32
+#define SHA256_LEN IRP_SHA256_LEN
 #define READ_CHUNK ((size_t)64 << 10)
 
 /* ---- hashing --------------------------------------------------------- */
@@ -38,23 +38,31 @@ static void fetch_sha256(void)
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
+int irp_sha256(const void *buf, size_t len, unsigned char out[IRP_SHA256_LEN])
+{
+    unsigned int mdlen = 0;
+
+    pthread_once(&sha256_once, fetch_sha256);
+    /* With the default provider, SHA-256 fails only when out of memory. */
+    if (!sha256_md || EVP_Digest(buf, len, out, &mdlen, sha256_md, NULL) != 1 ||
+        mdlen != SHA256_LEN)
+        return IRP_ENOMEM;
+    return 0;
+}
+
 static int sha256_hex(const void *buf, size_t len, char out[IRP_SHA256_HEX])
 {
     static const char digits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    unsigned char md[SHA256_LEN];
 
     out[0] = '\0';
-    pthread_once(&sha256_once, fetch_sha256);
-    /* With the default provider, SHA-256 fails only when out of memory. */
-    if (!sha256_md || EVP_Digest(buf, len, md, &mdlen, sha256_md, NULL) != 1 ||
-        mdlen != SHA256_LEN)
+    if (irp_sha256(buf, len, md) < 0)
         return IRP_ENOMEM;
-    for (unsigned int i = 0; i < mdlen; i++) {
+    for (unsigned int i = 0; i < SHA256_LEN; i++) {
         out[2 * i] = digits[md[i] >> 4];
         out[2 * i + 1] = digits[md[i] & 15];
     }
-    out[2 * mdlen] = '\0';
+    out[2 * SHA256_LEN] = '\0';
     return 0;
 }
 

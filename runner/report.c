@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,21 @@ static int64_t int_of(const json_t *ev, const char *key, int64_t dflt)
 {
     const json_t *v = json_object_get(ev, key);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+/* v in decimal: the timeline writes a few numbers per row, and printf's
+ * format parsing cost more than the digits. */
+static void put_int(FILE *f, long long v)
+{
+    char d[24], *p = d + sizeof d;
+    unsigned long long m = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do
+        *--p = (char)('0' + m % 10);
+    while ((m /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    fwrite(p, 1, (size_t)(d + sizeof d - p), f);
 }
 
 static void time_text(int64_t ms, char buf[IRP_TIME_BUFSZ])
@@ -74,10 +90,12 @@ static void join_list(FILE *f, const json_t *list, const char *sep)
 static void describe_started(FILE *f, const json_t *ev)
 {
     const json_t *a = json_object_get(ev, "action");
-    fprintf(f, "attempt %lld", (long long)int_of(ev, "attempt", 1));
-    if (json_object_get(a, "argv")) {
+    const json_t *argv = json_object_get(a, "argv");
+    fputs("attempt ", f);
+    put_int(f, (long long)int_of(ev, "attempt", 1));
+    if (argv) {
         fputs(": ", f);
-        join_list(f, json_object_get(a, "argv"), " ");
+        join_list(f, argv, " ");
     } else if (str_of(a, "wait")) {
         fprintf(f, ": wait %s", str_of(a, "wait"));
     } else if (str_of(a, "until")) {
@@ -91,18 +109,29 @@ static void describe_started(FILE *f, const json_t *ev)
 
 static void describe_finished(FILE *f, const json_t *ev)
 {
-    fputs(str_of(ev, "status") ? str_of(ev, "status") : "ended", f);
-    if (int_of(ev, "exit_code", -1) >= 0)
-        fprintf(f, ", exit %lld", (long long)int_of(ev, "exit_code", 0));
-    if (int_of(ev, "signal", 0))
-        fprintf(f, ", signal %lld", (long long)int_of(ev, "signal", 0));
-    if (int_of(ev, "duration_ms", -1) >= 0) {
-        char d[24];
-        irp_duration_format(int_of(ev, "duration_ms", 0), d, sizeof d);
-        fprintf(f, ", after %s", d);
+    /* Each field looked up once: a timeline has a row per line. */
+    const char *status = str_of(ev, "status"), *error = str_of(ev, "error");
+    int64_t exit_code = int_of(ev, "exit_code", -1), sig = int_of(ev, "signal", 0);
+    int64_t duration = int_of(ev, "duration_ms", -1);
+    fputs(status ? status : "ended", f);
+    if (exit_code >= 0) {
+        fputs(", exit ", f);
+        put_int(f, (long long)exit_code);
     }
-    if (str_of(ev, "error"))
-        fprintf(f, ": %s", str_of(ev, "error"));
+    if (sig) {
+        fputs(", signal ", f);
+        put_int(f, (long long)sig);
+    }
+    if (duration >= 0) {
+        char d[24];
+        irp_duration_format(duration, d, sizeof d);
+        fputs(", after ", f);
+        fputs(d, f);
+    }
+    if (error) {
+        fputs(": ", f);
+        fputs(error, f);
+    }
 }
 
 static void describe_deadline(FILE *f, const json_t *ev)
@@ -246,7 +275,10 @@ static int scratch_open(scratch *sc)
 {
     *sc = (scratch){ 0 };
     sc->f = open_memstream(&sc->buf, &sc->len);
-    return sc->f ? 0 : IRP_ENOMEM;
+    if (!sc->f)
+        return IRP_ENOMEM;
+    __fsetlocking(sc->f, FSETLOCKING_BYCALLER);   /* one thread: a lock per call is waste */
+    return 0;
 }
 
 static void scratch_close(scratch *sc)
@@ -258,13 +290,13 @@ static void scratch_close(scratch *sc)
 }
 
 /* A few words on what an event says, in sc (valid until the next call;
- * NULL when out of memory). */
-static const char *describe(scratch *sc, const json_t *ev)
+ * NULL when out of memory); name is its `event`. */
+static const char *describe(scratch *sc, const json_t *ev, const char *name)
 {
     FILE *f = sc->f;
     if (!f || fseek(f, 0, SEEK_SET) != 0)
         return NULL;
-    const char *name = str_of(ev, "event") ? str_of(ev, "event") : "";
+    name = name ? name : "";
     if (strncmp(name, "step.", 5) == 0) {
         describe_step(f, name, ev);
     } else if (strncmp(name, "deadline.", 9) == 0) {
@@ -564,18 +596,23 @@ static void md_timeline_row(FILE *f, scratch *sc, int64_t run_start_ms, const js
     char off[40] = "";
     if (ms >= 0 && run_start_ms >= 0)
         irp_runlog_offset(ms - run_start_ms, off, sizeof off);
+    const char *who = str_of(ev, "instance"), *name = str_of(ev, "event");
+    const char *by = str_of(ev, "operator");
     fputs("| ", f);
     md_text(f, ts);
-    fprintf(f, " | %s | ", off);
-    const char *who = str_of(ev, "instance") ? str_of(ev, "instance") : str_of(ev, "step");
+    fputs(" | ", f);
+    fputs(off, f);
+    fputs(" | ", f);
+    if (!who)
+        who = str_of(ev, "step");
     if (who)
         md_code(f, who);
     fputs(" | ", f);
-    md_text(f, str_of(ev, "event"));
+    md_text(f, name);
     fputs(" | ", f);
-    md_text(f, str_of(ev, "operator") ? str_of(ev, "operator") : str_of(ev, "collector"));
+    md_text(f, by ? by : str_of(ev, "collector"));
     fputs(" | ", f);
-    md_text_n(f, describe(sc, ev), true, DETAIL_MAX);
+    md_text_n(f, describe(sc, ev, name), true, DETAIL_MAX);
     fputs(" |\n", f);
 }
 
@@ -1274,6 +1311,8 @@ int irp_report_stream_new(const irp_playbook *pb, irp_report_stream **out)
     if (!rc && !(s->timeline = open_memstream(&s->buf, &s->len)))
         rc = IRP_ENOMEM;
     if (!rc)
+        __fsetlocking(s->timeline, FSETLOCKING_BYCALLER);   /* written row by row, one thread */
+    if (!rc)
         rc = scratch_open(&s->sc);
     if (rc) {
         irp_report_stream_free(s);
@@ -1322,6 +1361,8 @@ int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char
     FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
     if (!rc && !f)
         rc = irp_err_from_errno(errno);
+    if (f)
+        __fsetlocking(f, FSETLOCKING_BYCALLER);
     if (!rc)
         rc = write_stream(s, f);
     if (!rc && fsync(fileno(f)) != 0)

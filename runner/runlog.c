@@ -154,6 +154,34 @@ static irp_runlog_step *step_of(irp_runlog *L, const char *id)
     return st ? st : add_step(L, id);
 }
 
+/* Up to this many instances a step's are scanned: most steps have one,
+ * and a hash table for each cost a long run more memory and allocations
+ * than the rest of its model. */
+#define INST_SCAN 8
+
+static long inst_find(const irp_runlog_step *st, const char *id)
+{
+    if (st->inst_index)
+        return index_get(st->inst_index, id);
+    for (size_t i = 0; i < st->n_insts; i++)
+        if (strcmp(st->insts[i].id, id) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* Index the instance just added at the end, with the others once the
+ * step outgrows the scan. */
+static int index_last_inst(irp_runlog_step *st)
+{
+    size_t from = st->inst_index ? st->n_insts - 1 : 0;
+    int rc = 0;
+    if (!st->inst_index && st->n_insts <= INST_SCAN)
+        return 0;
+    for (size_t i = from; i < st->n_insts && !rc; i++)
+        rc = index_put(&st->inst_index, st->insts[i].id, i);
+    return rc;
+}
+
 static irp_runlog_instance *add_inst(irp_runlog_step *st, const char *id, size_t index)
 {
     /* Most steps have one instance of one attempt: room for one, so a
@@ -162,7 +190,7 @@ static irp_runlog_instance *add_inst(irp_runlog_step *st, const char *id, size_t
     if (!in)
         return NULL;
     in->id = strdup(id);
-    if (!in->id || index_put(&st->inst_index, id, st->n_insts - 1)) {
+    if (!in->id || index_last_inst(st)) {
         free(in->id);
         st->n_insts--;
         return NULL;
@@ -175,7 +203,7 @@ static irp_runlog_instance *add_inst(irp_runlog_step *st, const char *id, size_t
 
 static irp_runlog_instance *inst_of(irp_runlog_step *st, const char *id)
 {
-    long i = index_get(st->inst_index, id);
+    long i = inst_find(st, id);
     return i >= 0 ? &st->insts[i] : add_inst(st, id, st->n_insts);
 }
 
@@ -554,7 +582,7 @@ static void on_resumed(irp_runlog *L, const json_t *ev)
             char sid[512];
             snprintf(sid, sizeof sid, "%.*s", (int)strcspn(id, "["), id);
             irp_runlog_step *st = find_step(L, sid);
-            long n = st ? index_get(st->inst_index, id) : -1;
+            long n = st ? inst_find(st, id) : -1;
             if (n >= 0)
                 st->insts[n].state = k ? IRP_ST_WAITING : IRP_ST_INTERRUPTED;
         }

@@ -84,30 +84,49 @@ int irp_duration_parse(const char *s, size_t len, int64_t *ms)
     return 0;
 }
 
+/* Decimal digits of v at p; returns how many. */
+static size_t put_u64(char *p, uint64_t v)
+{
+    char d[20];
+    size_t k = 0;
+    do
+        d[k++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    for (size_t i = 0; i < k; i++)
+        p[i] = d[k - 1 - i];
+    return k;
+}
+
+/* Made whole in a local buffer, then cut to n as snprintf would: a report
+ * formats one per step and timeline row, and printf was most of it. */
 void irp_duration_format(int64_t ms, char *buf, size_t n)
 {
+    char text[64];   /* "-" and five units of at most 20 digits and 2 letters: 61 */
+    size_t off = 0;
+
     if (n == 0)
         return;
-    if (ms == 0) {
-        snprintf(buf, n, "0s");
-        return;
-    }
     /* Work on the magnitude as unsigned so INT64_MIN has one. */
     uint64_t u = ms < 0 ? (uint64_t)(-(ms + 1)) + 1 : (uint64_t)ms;
-    size_t off = 0;
-    buf[0] = '\0';
     if (ms < 0)
-        off += (size_t)snprintf(buf, n, "-");
-    for (size_t i = 0; i < N_UNITS && off < n; i++) {
+        text[off++] = '-';
+    for (size_t i = 0; i < N_UNITS; i++) {
         uint64_t q = u / (uint64_t)duration_units[i].ms;
         u %= (uint64_t)duration_units[i].ms;
         if (q == 0)
             continue;
-        int w = snprintf(buf + off, n - off, "%" PRIu64 "%s", q, duration_units[i].name);
-        if (w < 0)
-            return;
-        off += (size_t)w;
+        off += put_u64(text + off, q);
+        memcpy(text + off, duration_units[i].name, duration_units[i].len);
+        off += duration_units[i].len;
     }
+    if (ms == 0) {
+        memcpy(text, "0s", 2);
+        off = 2;
+    }
+    if (off > n - 1)
+        off = n - 1;
+    memcpy(buf, text, off);
+    buf[off] = '\0';
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's

@@ -187,6 +187,10 @@ typedef int (*irp_journal_line_fn)(void *ctx, const irp_journal_line *line);
 int irp_journal_read(const char *path, irp_journal_line_fn fn, void *ctx, bool *partial,
                      char *err, size_t errlen);
 
+/* SHA-256 of buf, the 32 bytes; IRP_ENOMEM (OpenSSL out of memory). */
+#define IRP_SHA256_LEN 32
+int irp_sha256(const void *buf, size_t len, unsigned char out[IRP_SHA256_LEN]);
+
 /* SHA-256 of buf as 64 lowercase hex digits.  OpenSSL fails here only when
  * out of memory; out is then "" so it matches no hash. */
 void irp_sha256_hex(const void *buf, size_t len, char out[IRP_SHA256_HEX]);

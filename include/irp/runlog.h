@@ -74,7 +74,8 @@ typedef struct irp_runlog_step {
     size_t n_insts;
     size_t cap_insts;
     bool ended_as_whole;             /* an event without `instance` ended it */
-    json_t *inst_index;              /* internal: instance id → index */
+    json_t *inst_index;              /* internal: instance id → index, once
+                                        there are more than a few */
 } irp_runlog_step;
 
 /* A question to the operator and its answer. */
