@@ -894,8 +894,12 @@ static int append_pending(irp_journal *j, json_t *ev)
     if (j->n_pend == 0) {
         j->base = j->ch;
         j->base_size = j->size;
+        /* Durable, a line waits for the loop's next turn at most (a timer
+         * of 0 runs before the loop next waits): whatever comes of the
+         * event it records, a kill cannot lose it any more than one just
+         * before it was appended. */
         if (j->flusher_open && !j->closing)
-            uv_timer_start(&j->flusher, on_flusher, BATCH_MS, 0);
+            uv_timer_start(&j->flusher, on_flusher, j->fsync_on ? 0 : BATCH_MS, 0);
     }
     rc = pend_line(j, ev);
     if (rc == 0)
@@ -969,7 +973,7 @@ int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop)
 {
     int rc;
 
-    if (!j || !loop || j->fsync_on || j->batch || (j->loop && j->loop != loop))
+    if (!j || !loop || j->batch || (j->loop && j->loop != loop))
         return IRP_EINVAL;
     j->loop = loop;
     if ((rc = uv_timer_init(loop, &j->flusher)) < 0)
@@ -1270,12 +1274,10 @@ void irp_journal_set_fsync(irp_journal *j, bool on)
      * the next sync covers them all. */
     if (on && !j->fsync_on && !j->sync_err)
         j->durable = 0;
-    /* Batches are for lines nobody waits on: durable again, each line is
-     * written as it comes. */
-    if (on && j->batch) {
+    /* Lines pending go out now: from here they wait a turn of the loop
+     * at most, not BATCH_MS. */
+    if (on != j->fsync_on && j->batch)
         (void)irp_journal_flush(j);    /* a failure stays in batch_err */
-        j->batch = false;
-    }
     j->fsync_on = on;
 }
 

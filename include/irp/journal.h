@@ -107,18 +107,19 @@ typedef void (*irp_journal_sync_cb)(void *arg, int status);
 int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
                            irp_journal_sync_cb cb, void *arg);
 
-/* Batch appends (a simulation at full speed, whose lines are many and
- * whose actions are not real): with durability off only.  Lines then go
- * to a buffer and are written together, under one lock, when 256 KiB are
- * pending, 20 ms after the first (a timer on `loop`), and at
- * irp_journal_flush, sync, sync_async, refresh and close; the tap sees
- * them then.  A process that writes to the journal meanwhile (`irp
+/* Batch appends.  Lines then go to a buffer and are written together,
+ * under one lock, when 256 KiB are pending, after the first has waited
+ * (a timer on `loop`: 20 ms with durability off, for a simulation whose
+ * lines are many and whose actions are not real; with durability on, 0:
+ * before the loop next waits), and at irp_journal_flush, sync,
+ * sync_async (an action waiting for its line writes the batch first),
+ * refresh and close; the tap sees them then.  A process that writes to the journal meanwhile (`irp
  * note`, `irp answer`) is not held up: its lines come first, and the
  * batch is chained after them (so the seq an append returned may grow).
  * A batch that cannot be written fails the next append (and flush and
- * sync) with its error.  Durability turned back on ends batching.  Close
+ * sync) with its error.  Turning durability on or off flushes.  Close
  * the handle before the loop's last run, which then frees it.
- * IRP_EINVAL with durability on, or for a second call. */
+ * IRP_EINVAL for a second call. */
 int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop);
 /* Write the pending batch now.  0 when nothing is pending. */
 int irp_journal_flush(irp_journal *j);

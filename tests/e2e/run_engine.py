@@ -1072,7 +1072,8 @@ def durability_started_visible_to_child(c):
 
 @test
 def durability_fsync_before_spawn(c):
-    """Under strace: the write of step.started and an fsync/fdatasync that
+    """Under strace: the write of step.started (with the lines made in the
+    same turn of the loop, written together) and an fsync/fdatasync that
     completes after it both come before the child's execve."""
     strace = shutil.which("strace")
     if not strace:
@@ -1083,7 +1084,7 @@ def durability_fsync_before_spawn(c):
   - id: marker2
     run: [echo, durability-marker-2]
 """)
-    argv = [strace, "-f", "-qq", "-s", "256", "-o", c.path("trace"),
+    argv = [strace, "-f", "-qq", "-s", "8192", "-o", c.path("trace"),
             "-e", "trace=write,pwrite64,writev,fsync,fdatasync,execve"] + c.argv(pb, [])
     try:
         # LeakSanitizer cannot run under ptrace; the trace is what counts here.

@@ -1415,7 +1415,6 @@ static void test_journal_batch_writes_together_and_rechains(void **state)
 
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(irp_journal_create(f->path, &a), 0);
-    assert_int_equal(irp_journal_set_batch(a, &loop), IRP_EINVAL);   /* durable: refused */
     irp_journal_set_fsync(a, false);
     assert_int_equal(irp_journal_set_batch(a, &loop), 0);
     assert_int_equal(irp_journal_set_batch(a, &loop), IRP_EINVAL);
@@ -1482,12 +1481,44 @@ static void test_journal_batch_large_flushes_on_its_own(void **state)
         append_ok(j, note("runner", i));
     uint64_t written = verify_independently(f->path, head);
     assert_true(written > 0 && written < 3000);
-    /* Durable again: the rest is written, and each line from then on. */
+    /* Durable again: the rest is written at once. */
     irp_journal_set_fsync(j, true);
     assert_int_equal(verify_independently(f->path, head), 3000);
-    append_ok(j, note("runner", 3001));
-    assert_int_equal(verify_independently(f->path, head), 3001);
+    irp_journal_close(j);
+    loop_done(&loop);
+}
+
+/* Durable, a batch waits for the loop's next turn at most, and an action
+ * waiting for its line (sync, sync_async) writes the batch first. */
+static void test_journal_batch_durable_waits_one_turn(void **state)
+{
+    fixture *f = *state;
+    uv_loop_t loop;
+    irp_journal *j;
+    char head[IRP_SHA256_HEX];
+    uv_timer_t later;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(f->path, &j), 0);
+    assert_int_equal(irp_journal_set_batch(j, &loop), 0);
+    append_ok(j, note("runner", 1));
+    append_ok(j, note("runner", 2));
+    assert_int_equal(verify_independently(f->path, head), 0);
+    assert_false(irp_journal_is_durable(j, 2));
+    /* The loop's next turn, here one with a timer far off to wait for:
+     * the lines are written before it waits. */
+    assert_int_equal(uv_timer_init(&loop, &later), 0);
+    assert_int_equal(uv_timer_start(&later, on_later, 0, 0), 0);
+    (void)uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(verify_independently(f->path, head), 2);
     assert_string_equal(irp_journal_head(j), head);
+    /* A sync writes what is pending, then makes it durable. */
+    append_ok(j, note("runner", 3));
+    assert_int_equal(verify_independently(f->path, head), 2);
+    assert_int_equal(irp_journal_sync(j), 0);
+    assert_int_equal(verify_independently(f->path, head), 3);
+    assert_true(irp_journal_is_durable(j, 3));
+    uv_close((uv_handle_t *)&later, NULL);
     irp_journal_close(j);
     loop_done(&loop);
 }
@@ -1539,6 +1570,7 @@ int main(void)
         T(test_journal_is_durable),
         T(test_journal_batch_writes_together_and_rechains),
         T(test_journal_batch_large_flushes_on_its_own),
+        T(test_journal_batch_durable_waits_one_turn),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
