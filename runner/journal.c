@@ -22,6 +22,7 @@
 
 #include "irp/error.h"
 #include "irp/journal.h"
+#include "irp/jsonutil.h"
 
 #define SHA256_LEN IRP_SHA256_LEN
 #define READ_CHUNK ((size_t)64 << 10)
@@ -29,23 +30,47 @@
 /* ---- hashing --------------------------------------------------------- */
 
 /* EVP_sha256() makes OpenSSL look the algorithm up again at every digest
- * -- a third of hashing a journal line; it is fetched once instead. */
+ * -- a third of hashing a journal line; it is fetched once instead.  And
+ * EVP_Digest allocates and frees a context per call, as much work again
+ * for a line of 300 bytes: each thread keeps one and reuses it. */
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static pthread_key_t sha256_key;
+static bool sha256_key_ok;
+
+static void free_ctx(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void fetch_sha256(void)
 {
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha256_key_ok = pthread_key_create(&sha256_key, free_ctx) == 0;
+}
+
+static EVP_MD_CTX *thread_ctx(void)
+{
+    EVP_MD_CTX *ctx = pthread_getspecific(sha256_key);
+
+    if (!ctx && (ctx = EVP_MD_CTX_new()) != NULL && pthread_setspecific(sha256_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
 }
 
 int irp_sha256(const void *buf, size_t len, unsigned char out[IRP_SHA256_LEN])
 {
     unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx;
 
     pthread_once(&sha256_once, fetch_sha256);
     /* With the default provider, SHA-256 fails only when out of memory. */
-    if (!sha256_md || EVP_Digest(buf, len, out, &mdlen, sha256_md, NULL) != 1 ||
-        mdlen != SHA256_LEN)
+    if (!sha256_md || !sha256_key_ok || !(ctx = thread_ctx()))
+        return IRP_ENOMEM;
+    if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 || EVP_DigestUpdate(ctx, buf, len) != 1 ||
+        EVP_DigestFinal_ex(ctx, out, &mdlen) != 1 || mdlen != SHA256_LEN)
         return IRP_ENOMEM;
     return 0;
 }
@@ -354,8 +379,7 @@ struct irp_journal {
     irp_journal_tap_fn tap;  /* irp_journal_set_tap */
     void *tap_ctx;
     int tap_err;             /* the tap's first non-zero return */
-    char *buf;               /* the line being formatted; reused */
-    size_t buf_cap;
+    irp_json_buf line;       /* the line being formatted; reused */
 
     /* irp_journal_set_batch: lines appended but not yet written, as one
      * buffer of text and as objects (to format again if another process
@@ -410,7 +434,7 @@ static void journal_free(irp_journal *j)
     free(j->dir);
     free(j->watch);
     json_decref(j->foreign);
-    free(j->buf);
+    free(j->line.p);
     for (size_t i = 0; i < j->n_pend; i++)
         json_decref(j->pend[i]);
     free(j->pend);
@@ -689,81 +713,38 @@ static int check_event(json_t *ev)
     return 0;
 }
 
-static int buf_reserve(irp_journal *j, size_t need)
-{
-    if (need <= j->buf_cap)
-        return 0;
-    size_t cap = j->buf_cap ? j->buf_cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    char *b = realloc(j->buf, cap);
-    if (!b)
-        return IRP_ENOMEM;
-    j->buf = b;
-    j->buf_cap = cap;
-    return 0;
-}
-
-/* ev's members, compact, without the braces, at j->buf + off; *n their
- * length.  Insertion order is jansson's default since 2.8; the flag says
- * so.  ev's keys were checked when they went in (or deliberately not):
- * json_dumpb refuses any string that is not UTF-8. */
-static int dump_members(irp_journal *j, const json_t *ev, size_t off, size_t *n)
-{
-    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_EMBED;
-    size_t len;
-
-    *n = 0;
-    if (json_object_size(ev) == 0)
-        return 0;
-    len = json_dumpb(ev, j->buf + off, j->buf_cap - off, flags);
-    if (len == 0)
-        return IRP_EINVAL;
-    if (len > IRP_JOURNAL_MAX_LINE)
-        return IRP_ELIMIT;
-    if (off + len > j->buf_cap) {
-        if (buf_reserve(j, off + len) < 0)
-            return IRP_ENOMEM;
-        if (json_dumpb(ev, j->buf + off, j->buf_cap - off, flags) != len)
-            return IRP_EINVAL;
-    }
-    *n = len;
-    return 0;
-}
-
-/* The next line for ev in j->buf: seq first, the caller's keys in their
+/* The next line for ev in j->line: seq first, the caller's keys in their
  * order, prev last, and its '\n' so it goes out in one write(); *len
- * excludes the newline.  Written around ev's own dump: a second object
- * holding seq, prev and ev's members cost more than the dump itself. */
+ * excludes the newline.  Written around ev's own members: a second object
+ * holding seq, prev and ev's members cost more than the members' text.
+ * ev's keys were checked when they went in (or deliberately not): a
+ * string that is not UTF-8 is refused here, as json_dumpb refuses it. */
 static int format_line(irp_journal *j, const json_t *ev, size_t *len)
 {
+    irp_json_buf *b = &j->line;
     char digits[24], *d = digits + sizeof digits;
     uint64_t seq = j->ch.n + 1;
-    size_t off, n;
     int rc;
 
     do
         *--d = (char)('0' + seq % 10);
     while ((seq /= 10) != 0);
     size_t nd = (size_t)(digits + sizeof digits - d);
-    if (buf_reserve(j, 4096) < 0)
+    b->len = 0;
+    if (irp_json_buf_put(b, "{\"seq\":", 7) || irp_json_buf_put(b, d, nd))
         return IRP_ENOMEM;
-    memcpy(j->buf, "{\"seq\":", 7);
-    memcpy(j->buf + 7, d, nd);
-    off = 7 + nd;
-    j->buf[off] = ',';
-    if ((rc = dump_members(j, ev, off + 1, &n)) < 0)
+    size_t before = b->len;
+    if ((rc = irp_json_buf_put(b, ",", 1)) || (rc = irp_json_dump_members(ev, b)))
         return rc;
-    off += n ? n + 1 : 0;
+    if (b->len == before + 1)
+        b->len = before;           /* no members: no comma */
     /* ,"prev":"<64 hex>"} (75 bytes) and the newline */
-    if (off + 75 > IRP_JOURNAL_MAX_LINE)
+    if (b->len + 75 > IRP_JOURNAL_MAX_LINE)
         return IRP_ELIMIT;
-    if (buf_reserve(j, off + 76) < 0)
+    if (irp_json_buf_put(b, ",\"prev\":\"", 9) || irp_json_buf_put(b, j->ch.head, 64) ||
+        irp_json_buf_put(b, "\"}\n", 3))
         return IRP_ENOMEM;
-    memcpy(j->buf + off, ",\"prev\":\"", 9);
-    memcpy(j->buf + off + 9, j->ch.head, 64);
-    memcpy(j->buf + off + 73, "\"}\n", 3);
-    *len = off + 75;
+    *len = b->len - 1;
     return 0;
 }
 
@@ -787,9 +768,9 @@ static int append_locked(irp_journal *j, json_t *ev)
 
     if ((rc = format_line(j, ev, &len)) < 0)
         return rc;
-    rc = sha256_hex(j->buf, len, hash);
+    rc = sha256_hex(j->line.p, len, hash);
     if (rc == 0)
-        rc = write_line(j, j->buf, len + 1);
+        rc = write_line(j, j->line.p, len + 1);
     if (rc == 0) {
         j->ch.n++;
         memcpy(j->ch.head, hash, sizeof hash);
@@ -861,9 +842,9 @@ static int pend_line(irp_journal *j, json_t *ev)
 
     if ((rc = format_line(j, ev, &len)) < 0)
         return rc;
-    rc = sha256_hex(j->buf, len, hash);
+    rc = sha256_hex(j->line.p, len, hash);
     if (rc == 0)
-        rc = pbuf_add(j, j->buf, len + 1);
+        rc = pbuf_add(j, j->line.p, len + 1);
     if (rc < 0)
         return rc;
     j->ch.n++;

@@ -1,9 +1,11 @@
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
+#include "irp/error.h"
 #include "irp/jsonutil.h"
 #include "irp/value.h"
 
@@ -108,4 +110,202 @@ json_t *irp_json_map_b64(const irp_value *map)
         json_object_set_new(obj, name, irp_json_b64(s, len));
     }
     return obj;
+}
+
+/* ---- compact JSON text ------------------------------------------------ */
+
+static int reserve(irp_json_buf *b, size_t more)
+{
+    if (more <= b->cap - b->len)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < more) {
+        if (cap > SIZE_MAX / 2)
+            return IRP_ENOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return IRP_ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int put(irp_json_buf *b, const char *s, size_t n)
+{
+    if (reserve(b, n))
+        return IRP_ENOMEM;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+int irp_json_buf_put(irp_json_buf *b, const char *s, size_t n)
+{
+    return put(b, s, n);
+}
+
+/* Bytes a string may hold as they are: printable ASCII but '"' and '\\',
+ * and all of UTF-8's multi-byte sequences (checked apart). */
+static bool plain_byte(unsigned char c)
+{
+    return c >= 0x20 && c != '"' && c != '\\' && c < 0x80;
+}
+
+static int put_escape(irp_json_buf *b, unsigned char c)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char e[6] = { '\\', 0 };
+    size_t n = 2;
+    switch (c) {
+    case '"': e[1] = '"'; break;
+    case '\\': e[1] = '\\'; break;
+    case '\b': e[1] = 'b'; break;
+    case '\f': e[1] = 'f'; break;
+    case '\n': e[1] = 'n'; break;
+    case '\r': e[1] = 'r'; break;
+    case '\t': e[1] = 't'; break;
+    default:   /* jansson's "\\u%04X" */
+        memcpy(e + 1, "u00", 3);
+        e[4] = hex[c >> 4];
+        e[5] = hex[c & 15];
+        n = 6;
+    }
+    return put(b, e, n);
+}
+
+static int put_string(irp_json_buf *b, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (reserve(b, len + 2))
+        return IRP_ENOMEM;
+    b->p[b->len++] = '"';
+    for (size_t i = 0; i < len;) {
+        size_t run = i;
+        while (run < len && plain_byte(u[run]))
+            run++;
+        if (run > i) {
+            if (put(b, s + i, run - i))
+                return IRP_ENOMEM;
+            i = run;
+            continue;
+        }
+        size_t n = utf8_seq(u + i, len - i);
+        if (n == 0)
+            return IRP_EINVAL;
+        int rc = n == 1 ? put_escape(b, u[i]) : put(b, s + i, n);
+        if (rc)
+            return rc;
+        i += n;
+    }
+    return put(b, "\"", 1);
+}
+
+static int put_integer(irp_json_buf *b, json_int_t v)
+{
+    char d[24], *e = d + sizeof d, *p = e;
+    unsigned long long m = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + m % 10);
+    while ((m /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return put(b, p, (size_t)(e - p));
+}
+
+/* Reals are rare in a journal, and their shortest exact text is subtle:
+ * jansson writes them itself. */
+static int put_real(irp_json_buf *b, const json_t *v)
+{
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t n = json_dumpb(v, NULL, 0, flags);
+    if (n == 0)
+        return IRP_EINVAL;
+    if (reserve(b, n))
+        return IRP_ENOMEM;
+    if (json_dumpb(v, b->p + b->len, n, flags) != n)
+        return IRP_EINVAL;
+    b->len += n;
+    return 0;
+}
+
+static int dump_value(const json_t *v, irp_json_buf *b, int depth);
+
+static int dump_members(const json_t *obj, irp_json_buf *b, int depth)
+{
+    json_t *o = (json_t *)obj;   /* iterating does not change it */
+    bool first = true;
+    for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
+        int rc = first ? 0 : put(b, ",", 1);
+        if (!rc)
+            rc = put_string(b, json_object_iter_key(it), json_object_iter_key_len(it));
+        if (!rc)
+            rc = put(b, ":", 1);
+        if (!rc)
+            rc = dump_value(json_object_iter_value(it), b, depth);
+        if (rc)
+            return rc;
+        first = false;
+    }
+    return 0;
+}
+
+static int dump_array(const json_t *arr, irp_json_buf *b, int depth)
+{
+    int rc = put(b, "[", 1);
+    for (size_t i = 0; !rc && i < json_array_size(arr); i++) {
+        if (i)
+            rc = put(b, ",", 1);
+        if (!rc)
+            rc = dump_value(json_array_get(arr, i), b, depth);
+    }
+    return rc ? rc : put(b, "]", 1);
+}
+
+static int dump_value(const json_t *v, irp_json_buf *b, int depth)
+{
+    if (++depth > IRP_JSON_MAX_DEPTH)
+        return IRP_EINVAL;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        int rc = put(b, "{", 1);
+        if (!rc)
+            rc = dump_members(v, b, depth);
+        return rc ? rc : put(b, "}", 1);
+    }
+    case JSON_ARRAY:
+        return dump_array(v, b, depth);
+    case JSON_STRING:
+        return put_string(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return put_integer(b, json_integer_value(v));
+    case JSON_REAL:
+        return put_real(b, v);
+    case JSON_TRUE:
+        return put(b, "true", 4);
+    case JSON_FALSE:
+        return put(b, "false", 5);
+    case JSON_NULL:
+        return put(b, "null", 4);
+    }
+    return IRP_EINVAL;
+}
+
+int irp_json_dump(const json_t *v, irp_json_buf *buf)
+{
+    size_t len = buf->len;
+    int rc = v ? dump_value(v, buf, 0) : IRP_EINVAL;
+    if (rc)
+        buf->len = len;
+    return rc;
+}
+
+int irp_json_dump_members(const json_t *obj, irp_json_buf *buf)
+{
+    size_t len = buf->len;
+    int rc = json_is_object(obj) ? dump_members(obj, buf, 1) : IRP_EINVAL;
+    if (rc)
+        buf->len = len;
+    return rc;
 }

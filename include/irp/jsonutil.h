@@ -24,4 +24,23 @@ json_t *irp_json_b64(const void *buf, size_t len);
 struct irp_value;
 json_t *irp_json_map_b64(const struct irp_value *map);
 
+/* Compact JSON text, appended at buf->p + buf->len; the caller owns
+ * buf->p (malloc'd, grown here as needed).  The same bytes as
+ * json_dumpb(v, JSON_COMPACT) -- objects in insertion order, strings
+ * escaped as jansson escapes them -- at a fraction of its cost: it is how
+ * every journal line is written.  0, IRP_EINVAL (a string or key that is
+ * not UTF-8, which json_dumpb refuses too, or nesting deeper than
+ * IRP_JSON_MAX_DEPTH) or IRP_ENOMEM; on error buf->len is unchanged. */
+#define IRP_JSON_MAX_DEPTH 2048
+typedef struct irp_json_buf {
+    char *p;
+    size_t len, cap;
+} irp_json_buf;
+int irp_json_dump(const json_t *v, irp_json_buf *buf);
+/* Append n bytes as they are: 0 or IRP_ENOMEM. */
+int irp_json_buf_put(irp_json_buf *buf, const char *s, size_t n);
+/* An object's members as irp_json_dump writes them, without the braces
+ * (json_dumpb's JSON_EMBED); nothing for an empty object. */
+int irp_json_dump_members(const json_t *obj, irp_json_buf *buf);
+
 #endif

@@ -14,8 +14,11 @@
  *     opens with the same line count and head; a last line cut off refuses
  *     open without repair and is cut off with it;
  *   - what append accepts reads back as the same object, in order, with
- *     `seq` first and `prev` last, and the head the writer reports.
+ *     `seq` first and `prev` last, and the head the writer reports;
+ *   - its text between them is what json_dumps(JSON_COMPACT | JSON_EMBED)
+ *     makes of the event: irp's serializer agrees with jansson's.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +37,24 @@ struct seen {
     char head[IRP_SHA256_HEX];
     json_t *expect;          /* events appended, for the read back; or NULL */
 };
+
+/* The writer's own serializer writes what jansson would: the members of
+ * the event as json_dumps(JSON_COMPACT | JSON_EMBED) gives them, between
+ * seq and prev. */
+static void check_text(const irp_journal_line *line, const json_t *want)
+{
+    char *members = json_dumps(want, JSON_COMPACT | JSON_EMBED);
+    FUZZ_CHECK(members, "jansson cannot dump what was appended");
+    char head[40];
+    int n = snprintf(head, sizeof head, "{\"seq\":%llu%s", (unsigned long long)line->lineno,
+                     members[0] ? "," : "");
+    size_t m = strlen(members);
+    FUZZ_CHECK(line->len == (size_t)n + m + 75 && memcmp(line->text, head, (size_t)n) == 0 &&
+                   memcmp(line->text + n, members, m) == 0 &&
+                   memcmp(line->text + n + m, ",\"prev\":\"", 9) == 0,
+               "line %llu is not jansson's compact text", (unsigned long long)line->lineno);
+    free(members);
+}
 
 static int on_line(void *vctx, const irp_journal_line *line)
 {
@@ -59,6 +80,7 @@ static int on_line(void *vctx, const irp_journal_line *line)
         json_decref(got);
         FUZZ_CHECK(line->len > 7 && memcmp(line->text, "{\"seq\":", 7) == 0,
                    "line %llu does not start with seq", (unsigned long long)line->lineno);
+        check_text(line, want);
     }
     memcpy(s->head, line->hash, sizeof s->head);
     s->lines++;

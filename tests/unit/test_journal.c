@@ -22,6 +22,7 @@
 
 #include "irp/error.h"
 #include "irp/journal.h"
+#include "irp/jsonutil.h"
 
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 #define MAX_LINES 4096
@@ -826,6 +827,111 @@ static json_t *note_of_len(size_t n)
     return ev;
 }
 
+/* Journal text is jansson's compact JSON, byte for byte, though irp writes
+ * it with its own serializer: every escape, number and nesting. */
+static json_t *awkward_event(void)
+{
+    char all[128];
+    for (int i = 0; i < 127; i++)
+        all[i] = (char)(i + 1);   /* every ASCII byte but NUL, DEL included */
+    json_t *ev = json_object();
+    json_object_set_new(ev, "event", json_string("note"));
+    json_object_set_new(ev, "ascii", json_stringn(all, 127));
+    json_object_set_new(ev, "nul", json_stringn("a\0b\0", 4));
+    json_object_set_new(ev, "utf8", json_string("\u00e9 \u4e8b \U0001F6A8 \u2028 \ufeff"));
+    json_object_set_new(ev, "key \"\\\n\x01 \u00e9", json_string(""));
+    json_object_set_new(ev, "ints", json_pack("[I,I,I,I,I]", (json_int_t)0, (json_int_t)-1,
+                                              (json_int_t)1234567890123LL,
+                                              (json_int_t)INT64_MAX, (json_int_t)INT64_MIN));
+    json_object_set_new(ev, "reals", json_pack("[f,f,f,f,f]", 0.1, -0.0, 3.0, 1e300, -2.5e-7));
+    json_object_set_new(ev, "lits", json_pack("[b,b,n]", 1, 0));
+    json_object_set_new(ev, "empty", json_pack("{s:{},s:[],s:[[]],s:{s:{}}}", "o", "a", "aa", "n", "x"));
+    json_object_set_new(ev, "nested", json_pack("{s:[{s:[i,{s:s}]}]}", "a", "b", 1, "c", "d"));
+    assert_int_equal(json_object_size(ev), 10);   /* every part was built */
+    return ev;
+}
+
+static void test_journal_line_text_is_jansson_compact(void **state)
+{
+    fixture *f = *state;
+    irp_journal *j;
+    size_t len;
+
+    json_t *ev = awkward_event();
+    char *want = json_dumps(ev, JSON_COMPACT | JSON_EMBED);
+    assert_non_null(want);
+    assert_int_equal(irp_journal_create(f->path, &j), 0);
+    append_ok(j, ev);
+    irp_journal_close(j);
+    char *raw = slurp(f->path, &len);
+    /* {"seq":1,<members>,"prev":"<64 zeros>"}\n */
+    assert_true(len > 8 + 75);
+    assert_memory_equal(raw, "{\"seq\":1,", 9);
+    assert_int_equal(len - 9 - 76, strlen(want));
+    assert_memory_equal(raw + 9, want, strlen(want));
+    free(raw);
+    free(want);
+}
+
+static void test_json_dump_matches_jansson(void **state)
+{
+    (void)state;
+    json_t *ev = awkward_event();
+    json_t *values[] = { ev, json_object_get(ev, "ascii"), json_object_get(ev, "ints"),
+                         json_object_get(ev, "reals"), json_object_get(ev, "empty") };
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        irp_json_buf b = { 0 };
+        char *want = json_dumps(values[i], JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_int_equal(irp_json_dump(values[i], &b), 0);
+        assert_int_equal(b.len, strlen(want));
+        assert_memory_equal(b.p, want, b.len);
+        free(want);
+        free(b.p);
+    }
+    /* Members only: what JSON_EMBED writes; nothing for {}. */
+    irp_json_buf b = { 0 };
+    assert_int_equal(irp_json_dump_members(json_object_get(ev, "nested"), &b), 0);
+    assert_int_equal(b.len, strlen("\"a\":[{\"b\":[1,{\"c\":\"d\"}]}]"));
+    assert_memory_equal(b.p, "\"a\":[{\"b\":[1,{\"c\":\"d\"}]}]", b.len);
+    json_t *empty = json_object();
+    assert_int_equal(irp_json_dump_members(empty, &b), 0);
+    assert_int_equal(b.len, strlen("\"a\":[{\"b\":[1,{\"c\":\"d\"}]}]"));
+    json_decref(empty);
+    free(b.p);
+    json_decref(ev);
+}
+
+static void test_json_dump_refuses_what_jansson_refuses(void **state)
+{
+    (void)state;
+    static const char *const bad[] = { "\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80",
+                                       "\xf4\x90\x80\x80", "\xe2\x82" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "ok", json_string("kept"));
+        json_object_set_new_nocheck(o, "bad", json_stringn_nocheck(bad[i], strlen(bad[i])));
+        irp_json_buf b = { 0 };
+        assert_int_equal(irp_json_buf_put(&b, "x", 1), 0);
+        assert_null(json_dumps(o, JSON_COMPACT));
+        assert_int_equal(irp_json_dump(o, &b), IRP_EINVAL);
+        assert_int_equal(b.len, 1);   /* nothing half-written */
+        free(b.p);
+        json_decref(o);
+    }
+    /* Deeper than the limit: refused, not a stack overflow. */
+    json_t *deep = json_array(), *in = deep;
+    for (int d = 0; d < IRP_JSON_MAX_DEPTH; d++) {
+        json_t *next = json_array();
+        json_array_append_new(in, next);
+        in = next;
+    }
+    irp_json_buf b = { 0 };
+    assert_int_equal(irp_json_dump(deep, &b), IRP_EINVAL);
+    assert_int_equal(b.len, 0);
+    json_decref(deep);
+    free(b.p);
+}
+
 static void test_journal_line_limit_on_append(void **state)
 {
     fixture *f = *state;
@@ -1536,6 +1642,9 @@ int main(void)
         T(test_journal_line_key_order),
         T(test_journal_append_leaves_event_alone_and_refuses_reserved_keys),
         T(test_journal_utf8_round_trip),
+        T(test_journal_line_text_is_jansson_compact),
+        T(test_json_dump_matches_jansson),
+        T(test_json_dump_refuses_what_jansson_refuses),
         T(test_journal_create_refuses_existing_and_is_private),
         T(test_journal_open_empty_file),
         T(test_journal_read_missing_file),
