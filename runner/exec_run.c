@@ -3,6 +3,7 @@
  * from $IRP_OUTPUT. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +21,87 @@
 #define OUTPUT_MAX (64 * 1024)
 
 typedef struct run_job {
-    strvec argv;
+    strvec argv;                 /* one block: the pointers, then the texts
+                                    (argv_finish); not strvec-owned */
     bool argv_not_utf8;          /* some argument is not UTF-8: add argv_b64 */
     strvec env;                  /* the step's env, then IRP_* (push_irp_env) */
     bool irp_env;
     char *cwd;
-    char *output_path;
+    char *output_path;           /* in the run_job's allocation */
     irp_proc *proc;
 } run_job;
+
+/* The arguments as they are rendered: each NUL-terminated, back to back,
+ * in a buffer on the stack while they fit.  argv_finish() lays them out
+ * in one allocation, so an attempt costs one for its whole argv. */
+#define ARGBUF_SMALL 512
+
+typedef struct argbuf {
+    char *p;
+    size_t len, cap, n;
+    char small[ARGBUF_SMALL];
+} argbuf;
+
+static void argbuf_init(argbuf *b)
+{
+    b->p = b->small;
+    b->len = b->n = 0;
+    b->cap = sizeof b->small;
+}
+
+static void argbuf_release(argbuf *b)
+{
+    if (b->p != b->small)
+        free(b->p);
+    argbuf_init(b);
+}
+
+/* One argument: s up to its first NUL, as a C string would end it. */
+static int argbuf_add(argbuf *b, const char *s, size_t len)
+{
+    const char *nul = memchr(s, '\0', len);
+    if (nul)
+        len = (size_t)(nul - s);
+    if (len + 1 > b->cap - b->len) {
+        size_t cap = b->cap;
+        while (len + 1 > cap - b->len) {
+            if (cap > SIZE_MAX / 2)
+                return IRP_ENOMEM;
+            cap *= 2;
+        }
+        char *p = b->p == b->small ? malloc(cap) : realloc(b->p, cap);
+        if (!p)
+            return IRP_ENOMEM;
+        if (b->p == b->small)
+            memcpy(p, b->small, b->len);
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, len);
+    b->p[b->len + len] = '\0';
+    b->len += len + 1;
+    b->n++;
+    return 0;
+}
+
+/* r->argv from b: the NULL-terminated pointers and the texts they point
+ * to, in one block that run_release frees. */
+static int argv_finish(run_job *r, argbuf *b)
+{
+    size_t head = (b->n + 1) * sizeof(char *);
+    char **v = malloc(head + b->len);
+    if (!v)
+        return IRP_ENOMEM;
+    char *text = (char *)v + head;
+    memcpy(text, b->p, b->len);
+    for (size_t i = 0; i < b->n; i++) {
+        v[i] = text;
+        text += strlen(text) + 1;
+    }
+    v[b->n] = NULL;
+    r->argv = (strvec){ v, b->n, b->n + 1 };
+    return 0;
+}
 
 /* Render one playbook string to a value: the text itself when it holds no
  * template. */
@@ -45,32 +119,87 @@ int irp_render_str(const irp_str *s, const irp_scope *scope, irp_value **out,
     return rc;
 }
 
-/* Render to text (lists and maps as JSON). */
+/* Render to text (lists and maps as JSON), straight from the template:
+ * no value is built only to be written out. */
 int irp_render_text(const irp_str *s, const irp_scope *scope, char **out, bool *secret,
                     char *err, size_t errlen)
 {
-    irp_value *v = NULL;
-    int rc = irp_render_str(s, scope, &v, err, errlen);
+    if (!s->tpl) {
+        if (secret)
+            *secret = false;
+        *out = malloc((size_t)s->len + 1);
+        if (!*out)
+            return IRP_ENOMEM;
+        memcpy(*out, s->s, s->len);
+        (*out)[s->len] = '\0';
+        return 0;
+    }
+    irp_expr_error e = { 0 };
+    int rc = irp_template_render_text(s->tpl, scope, out, NULL, secret, &e);
     if (rc)
-        return rc;
-    if (secret)
-        *secret = irp_value_is_secret(v);
-    rc = irp_value_render(v, out, NULL);
-    irp_value_unref(v);
+        snprintf(err, errlen, "%s", e.msg[0] ? e.msg : irp_strerror(rc));
     return rc;
 }
 
-static int add_arg(run_job *r, json_t *shown, const irp_value *v)
+/* Whether s[0..len) is UTF-8 without NUL, as irp_utf8_valid() says, with
+ * plain ASCII -- nearly every argument -- told in one quick pass. */
+static bool text_valid(const char *s, size_t len)
 {
-    char *text;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len; i++)
+        if (u[i] - 1u >= 0x7Fu)   /* 0 or >= 0x80 */
+            return irp_utf8_valid(s, len);
+    return true;
+}
+
+/* The journal's text of an argument or variable: checked once here, so
+ * jansson need not check it again. */
+static json_t *shown_text(const char *s, size_t len, bool valid)
+{
+    return valid ? json_stringn_nocheck(s, len) : irp_json_text(s, len);
+}
+
+/* One argument: text[0..len), journaled whole; argv gets it up to a NUL. */
+static int add_arg_text(run_job *r, argbuf *b, json_t *shown, const char *text, size_t len,
+                        bool secret)
+{
+    bool valid = secret || text_valid(text, len);
+    r->argv_not_utf8 |= !valid;
+    json_array_append_new(shown, secret ? json_string("***") : shown_text(text, len, valid));
+    return argbuf_add(b, text, len);
+}
+
+static int add_arg(run_job *r, argbuf *b, json_t *shown, const irp_value *v)
+{
+    char num[IRP_NUMBER_BUFSZ], *owned;
     size_t len;
-    int rc = irp_value_render(v, &text, &len);
-    if (rc)
+    const char *text = irp_value_text(v, num, &len, &owned);
+    if (!text)
+        return IRP_ENOMEM;
+    int rc = add_arg_text(r, b, shown, text, len, irp_value_is_secret(v));
+    free(owned);
+    return rc;
+}
+
+/* An element of the argv form that is not one expression: its text is
+ * the argument, whatever it holds. */
+static int add_text_arg(irp_job *job, run_job *r, argbuf *b, json_t *shown, const irp_str *s,
+                        char *err, size_t errlen)
+{
+    if (!s->tpl)
+        return add_arg_text(r, b, shown, s->s, s->len, false);
+    char *text = NULL;
+    size_t len;
+    bool secret = false;
+    irp_expr_error e = { 0 };
+    int rc = irp_template_render_text(s->tpl, job->scope, &text, &len, &secret, &e);
+    if (rc) {
+        snprintf(err, errlen, "%s", e.msg[0] ? e.msg : irp_strerror(rc));
         return rc;
-    bool secret = irp_value_is_secret(v);
-    r->argv_not_utf8 |= !secret && !irp_utf8_valid(text, len);
-    json_array_append_new(shown, secret ? json_string("***") : irp_json_text(text, len));
-    return strvec_push_owned(&r->argv, text);
+    }
+    rc = add_arg_text(r, b, shown, text, len, secret);
+    free(text);
+    return rc;
 }
 
 /* The raw bytes of every argument, when some are not UTF-8 (SPEC §3). */
@@ -89,25 +218,32 @@ static void add_argv_b64(irp_job *job, run_job *r, json_t *action)
 
 /* argv form: an element that is exactly one template giving a list
  * becomes one argument per item. */
-static int render_argv(irp_job *job, run_job *r, json_t *shown, char *err, size_t errlen)
+static int render_argv(irp_job *job, run_job *r, argbuf *b, json_t *shown, char *err,
+                       size_t errlen)
 {
     const irp_run_action *run = job->step->act.run;
     for (size_t i = 0; i < run->argc; i++) {
+        if (!run->argv[i].tpl || !irp_template_is_single_expr(run->argv[i].tpl)) {
+            int rc = add_text_arg(job, r, b, shown, &run->argv[i], err, errlen);
+            if (rc)
+                return rc;
+            continue;
+        }
         irp_value *v = NULL;
         int rc = irp_render_str(&run->argv[i], job->scope, &v, err, errlen);
         if (rc)
             return rc;
         if (irp_value_type_of(v) == IRP_VALUE_LIST) {
             for (size_t k = 0; k < irp_value_list_len(v) && !rc; k++)
-                rc = add_arg(r, shown, irp_value_list_at(v, k));
+                rc = add_arg(r, b, shown, irp_value_list_at(v, k));
         } else {
-            rc = add_arg(r, shown, v);
+            rc = add_arg(r, b, shown, v);
         }
         irp_value_unref(v);
         if (rc)
             return rc;
     }
-    if (r->argv.n == 0) {
+    if (b->n == 0) {
         snprintf(err, errlen, "the command rendered to nothing");
         return IRP_EINVAL;
     }
@@ -116,12 +252,13 @@ static int render_argv(irp_job *job, run_job *r, json_t *shown, char *err, size_
 
 /* Shell form: every ${{ }} reaches the script as "${IRP_V<n>}", so no
  * value can become shell syntax. */
-static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size_t errlen)
+static int render_shell(irp_job *job, run_job *r, argbuf *b, json_t *shown, char *err,
+                        size_t errlen)
 {
     const irp_str *script = &job->step->act.run->script;
-    int rc = strvec_push(&r->argv, "/bin/sh");
+    int rc = argbuf_add(b, "/bin/sh", 7);
     if (!rc)
-        rc = strvec_push(&r->argv, "-c");
+        rc = argbuf_add(b, "-c", 2);
     if (rc)
         return rc;
     /* Journaled as executed (docs/journal.md). */
@@ -129,7 +266,7 @@ static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size
     json_array_append_new(shown, json_string("-c"));
     if (!script->tpl) {
         json_array_append_new(shown, irp_json_text(script->s, script->len));
-        return strvec_push(&r->argv, script->s);
+        return argbuf_add(b, script->s, script->len);
     }
     irp_shell_script sh = { 0 };
     irp_expr_error e = { 0 };
@@ -139,7 +276,7 @@ static int render_shell(irp_job *job, run_job *r, json_t *shown, char *err, size
         return rc;
     }
     json_array_append_new(shown, irp_json_text(sh.text, sh.len));
-    rc = strvec_push(&r->argv, sh.text);
+    rc = argbuf_add(b, sh.text, sh.len);
     for (size_t i = 0; i < sh.nvalues && !rc; i++)
         rc = strvec_push(&r->env, sh.env[i]);
     irp_shell_script_release(&sh);
@@ -172,14 +309,18 @@ static int render_env(irp_job *job, run_job *r, json_t *action, char *err, size_
     json_t *shown = json_object();
     json_object_set_new(action, "env", shown);
     for (size_t i = 0; i < st->n_env; i++) {
+        const irp_str *val = &st->env[i].value;
         char *text = NULL;
         bool secret = false;
-        int rc = irp_render_text(&st->env[i].value, job->scope, &text, &secret, err, errlen);
+        int rc = val->tpl ? irp_render_text(val, job->scope, &text, &secret, err, errlen) : 0;
         if (rc)
             return rc;
+        /* A literal is used where it is, in the playbook. */
+        const char *t = val->tpl ? text : val->s;
+        size_t len = strlen(t);
         json_object_set_new(shown, st->env[i].key,
-                            secret ? json_string("***") : irp_json_text(text, strlen(text)));
-        rc = push_env(&r->env, st->env[i].key, text);
+                            secret ? json_string("***") : shown_text(t, len, text_valid(t, len)));
+        rc = push_env(&r->env, st->env[i].key, t);
         free(text);
         if (rc)
             return rc;
@@ -222,15 +363,26 @@ static int push_irp_env(irp_job *job, run_job *r)
 
 static int run_prepare(irp_job *job, json_t **action, char *err, size_t errlen)
 {
-    run_job *r = calloc(1, sizeof *r);
+    /* The outputs file's path (the log's + ".out") lives at the end of
+     * the job's own allocation. */
+    size_t n = strlen(job->log_path);
+    run_job *r = calloc(1, sizeof *r + n + sizeof ".out");
     if (!r)
         return IRP_ENOMEM;
+    r->output_path = (char *)(r + 1);
+    memcpy(r->output_path, job->log_path, n);
+    memcpy(r->output_path + n, ".out", sizeof ".out");
     job->priv = r;
     json_t *a = json_object(), *shown = json_array();
     *action = a;
     json_object_set_new(a, "argv", shown);
-    int rc = job->step->act.run->shell ? render_shell(job, r, shown, err, errlen)
-                                        : render_argv(job, r, shown, err, errlen);
+    argbuf b;
+    argbuf_init(&b);
+    int rc = job->step->act.run->shell ? render_shell(job, r, &b, shown, err, errlen)
+                                        : render_argv(job, r, &b, shown, err, errlen);
+    if (!rc)
+        rc = argv_finish(r, &b);
+    argbuf_release(&b);
     if (rc)
         return rc;
     if (r->argv_not_utf8)
@@ -241,8 +393,6 @@ static int run_prepare(irp_job *job, json_t **action, char *err, size_t errlen)
             return rc;
         json_object_set_new(a, "cwd", irp_json_text(r->cwd, strlen(r->cwd)));
     }
-    if (asprintf(&r->output_path, "%s.out", job->log_path) < 0)
-        return IRP_ENOMEM;
     return render_env(job, r, a, err, errlen);
 }
 
@@ -577,11 +727,10 @@ static void run_release(irp_job *job)
     run_job *r = job->priv;
     if (!r)
         return;
-    strvec_release(&r->argv);
+    free(r->argv.v);   /* the texts are in the same block */
     strvec_release(&r->env);
     free(r->cwd);
-    free(r->output_path);
-    free(r);
+    free(r);   /* and output_path with it */
     job->priv = NULL;
 }
 

@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "irp/error.h"
 #include "irp/journal.h"
 #include "irp/exec.h"
@@ -70,14 +69,38 @@ static double rng_unit(sim_rng *r)
     return (double)(rng_next(r) >> 11) * 0x1p-53;
 }
 
+/* Decimal digits of u then '\n' at p, as printf's "%llu\n"; returns
+ * the length.  Every attempt is seeded: no printf for it. */
+static size_t put_line_u64(char *p, uint64_t u)
+{
+    char digits[20];
+    size_t n = 0, k = 0;
+    do
+        digits[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    while (n)
+        p[k++] = digits[--n];
+    p[k++] = '\n';
+    return k;
+}
+
+/* As "%d\n". */
+static size_t put_line_int(char *p, int d)
+{
+    if (d >= 0)
+        return put_line_u64(p, (uint64_t)d);
+    p[0] = '-';
+    return 1 + put_line_u64(p + 1, (uint64_t)0 - (uint64_t)(int64_t)d);
+}
+
 /* The generator of one attempt of one instance: seeded from a hash of all
  * three, so neighbouring seeds or attempts give unrelated draws. */
 static void rng_seed(sim_rng *r, uint64_t seed, const char *instance, int attempt)
 {
     char small[256], *text = small;
     size_t ilen = strlen(instance);
-    size_t n = (size_t)snprintf(small, sizeof small, "%llu\n%d\n", (unsigned long long)seed,
-                                attempt);
+    size_t n = put_line_u64(small, seed);
+    n += put_line_int(small + n, attempt);
     unsigned char md[IRP_SHA256_LEN];
     bool ok = false;
 
@@ -146,11 +169,16 @@ static int render_outputs(irp_job *job, sim_job *sj, char *err, size_t errlen)
         return IRP_ENOMEM;
     for (size_t i = 0; i < h->n_outputs; i++) {
         char *text = NULL;
-        int rc = irp_render_text(&h->outputs[i].value, job->scope, &text, NULL, err, errlen);
+        bool secret = false;
+        int rc = irp_render_text(&h->outputs[i].value, job->scope, &text, &secret, err, errlen);
         if (rc)
             return rc;
         irp_value *v = irp_value_new_string(text, strlen(text));
         free(text);
+        /* An output made from a secret stays one: shown as *** wherever
+         * a later step uses it. */
+        if (v && secret)
+            irp_value_taint(v);
         rc = v ? irp_value_map_set(sj->outputs, h->outputs[i].key, strlen(h->outputs[i].key), v)
                : IRP_ENOMEM;
         if (rc)
@@ -159,15 +187,14 @@ static int render_outputs(irp_job *job, sim_job *sj, char *err, size_t errlen)
     return 0;
 }
 
-/* A copy of the rendered outputs for the job (the engine takes it). */
-static irp_value *outputs_copy(const sim_job *sj)
+/* The rendered outputs, handed to the job (the engine takes them) when
+ * the attempt ends: nothing uses them here after that.  NULL without
+ * simulate.outputs: the engine shows no outputs as `{}`, as an empty map,
+ * and an attempt need not allocate one. */
+static irp_value *outputs_take(sim_job *sj)
 {
-    irp_value *m = irp_value_new_map();
-    for (size_t i = 0; m && sj->outputs && i < irp_value_map_len(sj->outputs); i++) {
-        size_t klen;
-        const char *k = irp_value_map_key_at(sj->outputs, i, &klen);
-        irp_value_map_set(m, k, klen, irp_value_ref(irp_value_map_value_at(sj->outputs, i)));
-    }
+    irp_value *m = sj->outputs;
+    sj->outputs = NULL;
     return m;
 }
 
@@ -256,7 +283,9 @@ static void finish_manual(irp_job *job, sim_job *sj, const char *answer)
         job->outcome = IRP_JOB_SKIPPED;
     } else {
         job->outcome = IRP_JOB_SUCCEEDED;
-        job->outputs = outputs_copy(sj);
+        job->outputs = outputs_take(sj);
+        if (!job->outputs)
+            job->outputs = irp_value_new_map();
         irp_value *v = irp_value_new_string(answer, strlen(answer));
         if (job->outputs && v)
             irp_value_map_set(job->outputs, "answer", 6, v);
@@ -300,7 +329,7 @@ static void time_is_up(irp_timer *t)
     if (job->step->action == IRP_ACT_RUN)
         job->exit_code = sj->outcome == IRP_JOB_SUCCEEDED ? 0 : 1;
     if (job->step->action != IRP_ACT_WAIT)
-        job->outputs = outputs_copy(sj);
+        job->outputs = outputs_take(sj);
     sj->ended = true;
     irp_job_finish(job);
 }

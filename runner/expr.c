@@ -920,13 +920,16 @@ static size_t ref_text(const irp_expr *e, char *buf, size_t n)
     return off;
 }
 
+/* The reference's dotted name is written only for an error: a lookup
+ * that succeeds, the usual case, needs no text. */
 static int eval_ref(const irp_expr *e, const irp_scope *sc, irp_value **out, irp_expr_error *err)
 {
     char name[80];
     char msg[IRP_EXPR_ERRMAX];
-    ref_text(e, name, sizeof name);
-    if (!sc || !sc->lookup)
+    if (!sc || !sc->lookup) {
+        ref_text(e, name, sizeof name);
         return set_error(err, IRP_EUNDEF, e->offset, "'%s' is not available here", name);
+    }
     msg[0] = '\0';
     irp_value *v = NULL;
     int rc = sc->lookup(sc->ctx, e->u.ref.seg, e->u.ref.n, &v, msg, sizeof msg);
@@ -934,6 +937,7 @@ static int eval_ref(const irp_expr *e, const irp_scope *sc, irp_value **out, irp
         irp_value_unref(v);
         if (msg[0])
             return set_error(err, rc, e->offset, "%s", msg);
+        ref_text(e, name, sizeof name);
         return set_error(err, rc, e->offset, "cannot resolve '%s': %s", name, irp_strerror(rc));
     }
     if (!v && !(v = irp_value_new_null()))

@@ -232,24 +232,37 @@ static int render_part(const struct tpl_part *part, const irp_scope *scope, stru
                        bool *secret, irp_expr_error *err)
 {
     irp_value *v;
-    char *text;
+    char num[IRP_NUMBER_BUFSZ], *owned;
     size_t len;
     int rc = irp_expr_eval(part->expr, scope, &v, err);
     if (rc < 0)
         return rc;
     *secret = *secret || irp_value_is_secret(v);
-    rc = irp_value_render(v, &text, &len);
+    const char *text = irp_value_text(v, num, &len, &owned);
+    rc = text ? buf_add(b, text, len) : IRP_ENOMEM;
+    free(owned);
     irp_value_unref(v);
-    if (rc == 0) {
-        rc = buf_add(b, text, len);
-        free(text);
-    }
     if (rc == IRP_ELIMIT)
         return set_error(err, rc, part->start, "rendered text is larger than %zu MiB",
                          TEMPLATE_MAX >> 20);
     if (rc < 0)
         return set_error(err, rc, part->start, "%s", irp_strerror(rc));
     return 0;
+}
+
+/* Literal text plus each expression's text, into b. */
+static int render_parts(const irp_template *t, const irp_scope *scope, struct buf *b,
+                        bool *secret, irp_expr_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < t->nparts; i++) {
+        const struct tpl_part *part = &t->parts[i];
+        if (part->expr)
+            rc = render_part(part, scope, b, secret, err);
+        else if ((rc = buf_add(b, t->src + part->start, part->end - part->start)) < 0)
+            set_error(err, rc, part->start, "%s", irp_strerror(rc));
+    }
+    return rc;
 }
 
 int irp_template_render(const irp_template *t, const irp_scope *scope, irp_value **out,
@@ -263,14 +276,7 @@ int irp_template_render(const irp_template *t, const irp_scope *scope, irp_value
     }
     struct buf b = { 0 };
     bool secret = false;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < t->nparts; i++) {
-        const struct tpl_part *part = &t->parts[i];
-        if (part->expr)
-            rc = render_part(part, scope, &b, &secret, err);
-        else if ((rc = buf_add(&b, t->src + part->start, part->end - part->start)) < 0)
-            set_error(err, rc, part->start, "%s", irp_strerror(rc));
-    }
+    int rc = render_parts(t, scope, &b, &secret, err);
     irp_value *v = NULL;
     if (rc == 0 && !(v = irp_value_new_string(b.p, b.len)))
         rc = set_error(err, IRP_ENOMEM, 0, "out of memory");
@@ -280,6 +286,55 @@ int irp_template_render(const irp_template *t, const irp_scope *scope, irp_value
     if (secret)
         irp_value_taint(v);
     *out = v;
+    return 0;
+}
+
+/* The text of one expression's value, copied once at its size. */
+static int single_text(const irp_expr *e, const irp_scope *scope, char **out, size_t *len,
+                       bool *secret, irp_expr_error *err)
+{
+    irp_value *v;
+    char num[IRP_NUMBER_BUFSZ], *owned;
+    size_t n;
+    int rc = irp_expr_eval(e, scope, &v, err);
+    if (rc < 0)
+        return rc;
+    const char *text = irp_value_text(v, num, &n, &owned);
+    char *copy = owned;
+    if (text && !owned && (copy = malloc(n + 1)) != NULL)
+        memcpy(copy, text, n + 1);
+    if (copy) {
+        *out = copy;
+        if (len)
+            *len = n;
+        if (secret)
+            *secret = irp_value_is_secret(v);
+    }
+    irp_value_unref(v);
+    return copy ? 0 : set_error(err, IRP_ENOMEM, 0, "out of memory");
+}
+
+int irp_template_render_text(const irp_template *t, const irp_scope *scope, char **out,
+                             size_t *len, bool *secret, irp_expr_error *err)
+{
+    if (irp_template_is_single_expr(t))
+        return single_text(t->parts[0].expr, scope, out, len, secret, err);
+    struct buf b = { 0 };
+    bool sec = false;
+    int rc = buf_add(&b, "", 0);
+    if (rc == 0)
+        rc = render_parts(t, scope, &b, &sec, err);
+    else
+        set_error(err, rc, 0, "%s", irp_strerror(rc));
+    if (rc < 0) {
+        free(b.p);
+        return rc;
+    }
+    *out = b.p;
+    if (len)
+        *len = b.len;
+    if (secret)
+        *secret = sec;
     return 0;
 }
 

@@ -618,6 +618,30 @@ static void out_json(struct outbuf *o, const irp_value *v)
     }
 }
 
+const char *irp_value_text(const irp_value *v, char buf[IRP_NUMBER_BUFSZ], size_t *len,
+                           char **owned)
+{
+    *owned = NULL;
+    switch (irp_value_type_of(v)) {
+    case IRP_VALUE_NULL:
+        buf[0] = '\0';
+        break;
+    case IRP_VALUE_BOOL:
+        strcpy(buf, v->u.b ? "true" : "false");
+        break;
+    case IRP_VALUE_NUMBER:
+        irp_value_format_number(v->u.n, buf);
+        break;
+    case IRP_VALUE_STRING:
+        *len = v->u.s.len;
+        return v->u.s.data;
+    default:
+        return irp_value_render(v, owned, len) == 0 ? *owned : NULL;
+    }
+    *len = strlen(buf);
+    return buf;
+}
+
 int irp_value_render(const irp_value *v, char **out, size_t *len)
 {
     struct outbuf o = { 0 };

@@ -80,6 +80,14 @@ int irp_template_walk_refs(const irp_template *t, irp_expr_ref_fn fn, void *ctx)
 int irp_template_render(const irp_template *t, const irp_scope *scope, irp_value **out,
                         irp_expr_error *err);
 
+/* The same as text, with no value in between: what irp_value_render()
+ * would write of irp_template_render()'s result.  *out is malloc'd,
+ * NUL-terminated after *len bytes (len may be NULL); *secret (may be
+ * NULL) tells whether any value in it is secret.  Errors as
+ * irp_template_render(); on error *out is left alone. */
+int irp_template_render_text(const irp_template *t, const irp_scope *scope, char **out,
+                             size_t *len, bool *secret, irp_expr_error *err);
+
 /* ---- Shell scripts. */
 
 /* Report every template of `t`, read as a shell script, that sits where

@@ -135,6 +135,14 @@ int irp_value_render(const irp_value *v, char **out, size_t *len);
 void irp_value_format_number(double d, char buf[IRP_NUMBER_BUFSZ]);
 /* (Both rely on the "C" locale's decimal point, which irp never changes.) */
 
+/* irp_value_render()'s text without a copy where one exists: a string's
+ * own bytes (borrowed from v), or the text of a null, boolean or number
+ * written in buf.  Only a list or map is rendered into a new *owned
+ * (malloc'd; the caller frees it), else *owned is NULL.  Returns the
+ * text, NUL-terminated after *len bytes, or NULL when out of memory. */
+const char *irp_value_text(const irp_value *v, char buf[IRP_NUMBER_BUFSZ], size_t *len,
+                           char **owned);
+
 /* ---- JSON (jansson). */
 
 /* Replace every secret value by the string "***". */

@@ -383,6 +383,31 @@ def outcome_and_outputs(c):
     eq(r.one("step.started", instance="use")["action"]["argv"], ["echo", "T-42"], "rendered")
 
 
+@test
+def outputs_made_from_a_secret_stay_secret(c):
+    """simulate.outputs rendered from a secret keep its taint: a later
+    step's argv shows ***, and the value is nowhere in the run directory."""
+    token = "s3cr3t-sim-token-4711"
+    os.environ["IRP_E2E_SIM_TOKEN"] = token
+    try:
+        r = c.ok(playbook(
+            "  - id: mint\n    run: [x]\n"
+            "    simulate: { outputs: { ticket: 'T-${{ secrets.IRP_E2E_SIM_TOKEN }}', plain: T-1 } }\n"
+            "  - id: use\n    needs: [mint]\n"
+            "    run: [echo, '${{ steps.mint.outputs.ticket }}', '${{ steps.mint.outputs.plain }}']\n"),
+            "--speed", "max")
+    finally:
+        del os.environ["IRP_E2E_SIM_TOKEN"]
+    eq(r.one("step.started", instance="use")["action"]["argv"], ["echo", "***", "T-1"],
+       "argv from a secret output")
+    # A map holding a secret is secret as a whole (value.h), as in a real run.
+    eq(r.one("step.finished", instance="mint")["outputs"], "***", "outputs journaled")
+    for root, _, files in os.walk(r.dir):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                check(token.encode() not in f.read(), f"the secret is in {name}")
+
+
 # ---- time ---------------------------------------------------------------
 
 @test

@@ -564,6 +564,41 @@ static void test_template_shell_check_accepts_safe_places(void **state)
     }
 }
 
+/* irp_template_render_text() writes what irp_value_render() would write
+ * of irp_template_render()'s value, with the same taint. */
+static void test_template_render_text_matches_render(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const cases[] = {
+        "plain", "", "${{ inputs.name }}", "${{ inputs.n }}", "${{ inputs.tenth }}",
+        "${{ inputs.none }}", "${{ inputs.hosts }}", "${{ inputs }}", "${{ 1 == 1 }}",
+        "Hi ${{ inputs.name }}, ${{ inputs.n }} of ${{ inputs.hosts }}${{ inputs.none }}!",
+        "${{ secrets.TOKEN }}", "t=${{ secrets.TOKEN }}",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        irp_template *t = parse_ok(f, cases[i]);
+        irp_value *v = NULL;
+        char *want = NULL, *got = NULL;
+        size_t want_len, got_len;
+        bool secret = false;
+        assert_int_equal(irp_template_render(t, &f->scope, &v, NULL), 0);
+        assert_int_equal(irp_value_render(v, &want, &want_len), 0);
+        assert_int_equal(irp_template_render_text(t, &f->scope, &got, &got_len, &secret, NULL), 0);
+        assert_int_equal(got_len, want_len);
+        assert_memory_equal(got, want, want_len + 1);
+        assert_int_equal(secret, irp_value_is_secret(v));
+        free(want);
+        free(got);
+        irp_value_unref(v);
+    }
+    irp_template *t = parse_ok(f, "x${{ inputs.missing }}");
+    char *out = NULL;
+    irp_expr_error err = { 0 };
+    assert_int_equal(irp_template_render_text(t, &f->scope, &out, NULL, NULL, &err), IRP_EUNDEF);
+    assert_null(out);
+    assert_true(err.msg[0] != '\0');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +610,7 @@ int main(void)
         T(test_template_secret_taint_propagates),
         T(test_template_parse_errors_have_string_offsets),
         T(test_template_render_errors_propagate),
+        T(test_template_render_text_matches_render),
         T(test_template_walks_exprs_and_refs),
         T(test_template_many_plain_strings_are_cheap),
         T(test_template_shell_script_quotes_by_context),
