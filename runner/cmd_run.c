@@ -310,7 +310,7 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     /* A new run's report follows its journal from the first line; a
      * resumed one's journal began in an earlier process. */
     irp_report_stream *rs = NULL;
-    if (!a->resume && irp_report_stream_new(pb, &rs) == 0)
+    if (!a->resume && irp_report_stream_new(pb, dir, &rs) == 0)
         irp_journal_set_tap(j, irp_report_stream_feed, rs);
     /* A simulation acts on nothing real, so its steps need not wait for
      * their step.started to reach the disk (at --speed max that wait was

@@ -27,9 +27,78 @@ static int64_t int_of(const json_t *ev, const char *key, int64_t dflt)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
-/* v in decimal: the timeline writes a few numbers per row, and printf's
- * format parsing cost more than the digits. */
-static void put_int(FILE *f, long long v)
+/* Text built without stdio, or passed on to a stream in big pieces: a
+ * row of a table is a dozen short pieces, and a stdio call each cost more
+ * than its bytes. */
+typedef struct obuf {
+    FILE *f;                 /* non-NULL: the text goes to f, through p[cap]
+                                (the caller's; cap 0: none) and ob_flush() */
+    char *p;                 /* else here: malloc'd, len of cap used */
+    size_t len, cap;
+    bool failed;             /* out of memory: the text is incomplete */
+} obuf;
+
+#define OB_FILE(f, buf) ((obuf){ .f = (f), .p = (buf), .cap = sizeof(buf) })
+
+static void ob_flush(obuf *o)
+{
+    if (o->f && o->len) {
+        fwrite(o->p, 1, o->len, o->f);
+        o->len = 0;
+    }
+}
+
+static bool ob_room_slow(obuf *o, size_t n)
+{
+    size_t ncap = o->cap ? o->cap : 4096;
+    while (ncap - o->len < n && ncap < SIZE_MAX / 4)
+        ncap *= 2;
+    char *p = !o->failed && ncap - o->len >= n ? realloc(o->p, ncap) : NULL;
+    if (!p) {
+        o->failed = true;
+        return false;
+    }
+    o->p = p;
+    o->cap = ncap;
+    return true;
+}
+
+static void ob_put_slow(obuf *o, const void *s, size_t n)
+{
+    if (o->f) {
+        ob_flush(o);
+        if (n < o->cap) {
+            memcpy(o->p, s, n);
+            o->len = n;
+        } else {
+            fwrite(s, 1, n, o->f);
+        }
+    } else if (ob_room_slow(o, n)) {
+        memcpy(o->p + o->len, s, n);
+        o->len += n;
+    }
+}
+
+static inline void ob_put(obuf *o, const void *s, size_t n)
+{
+    if (!n)
+        return;   /* p may be NULL */
+    if (o->cap - o->len >= n) {
+        memcpy(o->p + o->len, s, n);
+        o->len += n;
+    } else {
+        ob_put_slow(o, s, n);
+    }
+}
+
+static void ob_puts(obuf *o, const char *s)
+{
+    ob_put(o, s, strlen(s));
+}
+
+#define OB_LIT(o, lit) ob_put((o), (lit), sizeof(lit) - 1)
+
+static void ob_int(obuf *o, long long v)
 {
     char d[24], *p = d + sizeof d;
     unsigned long long m = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -39,7 +108,7 @@ static void put_int(FILE *f, long long v)
     while ((m /= 10) != 0);
     if (v < 0)
         *--p = '-';
-    fwrite(p, 1, (size_t)(d + sizeof d - p), f);
+    ob_put(o, p, (size_t)(d + sizeof d - p));
 }
 
 static void time_text(int64_t ms, char buf[IRP_TIME_BUFSZ])
@@ -69,68 +138,113 @@ static char *value_text(const json_t *v)
 }
 
 /* Strings of a JSON list joined by spaces (argv) or ", ". */
-static void join_list(FILE *f, const json_t *list, const char *sep)
+static void ob_join_list(obuf *o, const json_t *list, const char *sep)
 {
-    for (size_t i = 0; i < json_array_size(list); i++) {
+    size_t n = json_array_size(list), seplen = strlen(sep);
+    for (size_t i = 0; i < n; i++) {
         const json_t *v = json_array_get(list, i);
         if (i)
-            fputs(sep, f);
+            ob_put(o, sep, seplen);
         if (json_is_string(v)) {    /* most are: no copy */
-            fputs(json_string_value(v), f);
+            ob_puts(o, json_string_value(v));
             continue;
         }
         char *t = value_text(v);
-        fputs(t ? t : "", f);
+        ob_puts(o, t ? t : "");
         free(t);
     }
 }
 
+static void join_list(FILE *f, const json_t *list, const char *sep)
+{
+    obuf o = { .f = f };
+    ob_join_list(&o, list, sep);
+}
+
 /* ---- what each event says, in a few words --------------------------- */
 
-static void describe_started(FILE *f, const json_t *ev)
+static int64_t int_or(const json_t *v, int64_t dflt)
 {
-    const json_t *a = json_object_get(ev, "action");
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+static void describe_started(obuf *o, const irp_runlog_event *e)
+{
+    const json_t *a = e->action;
     const json_t *argv = json_object_get(a, "argv");
-    fputs("attempt ", f);
-    put_int(f, (long long)int_of(ev, "attempt", 1));
+    OB_LIT(o, "attempt ");
+    ob_int(o, (long long)int_or(e->attempt, 1));
     if (argv) {
-        fputs(": ", f);
-        join_list(f, argv, " ");
+        OB_LIT(o, ": ");
+        ob_join_list(o, argv, " ");
     } else if (str_of(a, "wait")) {
-        fprintf(f, ": wait %s", str_of(a, "wait"));
+        OB_LIT(o, ": wait ");
+        ob_puts(o, str_of(a, "wait"));
     } else if (str_of(a, "until")) {
-        fprintf(f, ": wait until %s", str_of(a, "until"));
+        OB_LIT(o, ": wait until ");
+        ob_puts(o, str_of(a, "until"));
     } else if (json_is_integer(json_object_get(a, "wait"))) {
         char d[24];
         irp_duration_format(int_of(a, "wait", 0), d, sizeof d);
-        fprintf(f, ": wait %s", d);
+        OB_LIT(o, ": wait ");
+        ob_puts(o, d);
     }
 }
 
-static void describe_finished(FILE *f, const json_t *ev)
+static void describe_finished(obuf *o, const irp_runlog_event *e)
 {
-    /* Each field looked up once: a timeline has a row per line. */
-    const char *status = str_of(ev, "status"), *error = str_of(ev, "error");
-    int64_t exit_code = int_of(ev, "exit_code", -1), sig = int_of(ev, "signal", 0);
-    int64_t duration = int_of(ev, "duration_ms", -1);
-    fputs(status ? status : "ended", f);
+    int64_t exit_code = int_or(e->exit_code, -1), sig = int_or(e->signal, 0);
+    int64_t duration = int_or(e->duration_ms, -1);
+    ob_puts(o, e->status ? e->status : "ended");
     if (exit_code >= 0) {
-        fputs(", exit ", f);
-        put_int(f, (long long)exit_code);
+        OB_LIT(o, ", exit ");
+        ob_int(o, (long long)exit_code);
     }
     if (sig) {
-        fputs(", signal ", f);
-        put_int(f, (long long)sig);
+        OB_LIT(o, ", signal ");
+        ob_int(o, (long long)sig);
     }
     if (duration >= 0) {
         char d[24];
         irp_duration_format(duration, d, sizeof d);
-        fputs(", after ", f);
-        fputs(d, f);
+        OB_LIT(o, ", after ");
+        ob_puts(o, d);
     }
-    if (error) {
-        fputs(": ", f);
-        fputs(error, f);
+    if (e->error) {
+        OB_LIT(o, ": ");
+        ob_puts(o, e->error);
+    }
+}
+
+/* The step events most lines are, described from the fields read once;
+ * false for the other kinds. */
+static bool describe_fast(obuf *o, const irp_runlog_event *e)
+{
+    char d[24];
+    switch (e->kind) {
+    case IRP_RUNLOG_EV_STEP_STARTED:
+        describe_started(o, e);
+        return true;
+    case IRP_RUNLOG_EV_STEP_FINISHED:
+        describe_finished(o, e);
+        return true;
+    case IRP_RUNLOG_EV_STEP_SPAWNED:
+        OB_LIT(o, "pid ");
+        ob_int(o, (long long)int_or(e->pid, 0));
+        return true;
+    case IRP_RUNLOG_EV_STEP_RETRYING:
+        irp_duration_format(int_or(e->delay_ms, 0), d, sizeof d);
+        OB_LIT(o, "attempt ");
+        ob_int(o, (long long)int_or(e->next_attempt, 0));
+        OB_LIT(o, " in ");
+        ob_puts(o, d);
+        return true;
+    case IRP_RUNLOG_EV_STEP_SKIPPED:
+    case IRP_RUNLOG_EV_STEP_CANCELLED:
+        ob_puts(o, e->reason ? e->reason : "");
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -232,19 +346,9 @@ static void describe_run(FILE *f, const char *name, const json_t *ev)
 
 static void describe_step(FILE *f, const char *name, const json_t *ev)
 {
-    if (strcmp(name, "step.started") == 0) {
-        describe_started(f, ev);
-    } else if (strcmp(name, "step.finished") == 0) {
-        describe_finished(f, ev);
-    } else if (strcmp(name, "step.spawned") == 0) {
-        fprintf(f, "pid %lld", (long long)int_of(ev, "pid", 0));
-    } else if (strcmp(name, "step.retrying") == 0) {
-        char d[24];
-        irp_duration_format(int_of(ev, "delay_ms", 0), d, sizeof d);
-        fprintf(f, "attempt %lld in %s", (long long)int_of(ev, "next_attempt", 0), d);
-    } else if (strcmp(name, "step.skipped") == 0 || strcmp(name, "step.cancelled") == 0) {
-        fputs(str_of(ev, "reason") ? str_of(ev, "reason") : "", f);
-    } else if (strcmp(name, "step.expanded") == 0) {
+    /* started, spawned, finished, retrying, skipped, cancelled: see
+     * describe_fast. */
+    if (strcmp(name, "step.expanded") == 0) {
         fprintf(f, "%zu items: ", json_array_size(json_object_get(ev, "items")));
         join_list(f, json_object_get(ev, "items"), ", ");
     } else if (strcmp(name, "step.prompted") == 0) {
@@ -328,40 +432,47 @@ static const char *describe(scratch *sc, const json_t *ev, const char *name)
  * markup; a newline becomes <br> in a cell and a space in a heading;
  * other control characters become U+FFFD.  Cut at `max` bytes (0: no
  * limit), on a character boundary, with an ellipsis. */
-static bool md_plain(unsigned char c)
+static const bool md_syntax[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,   /* control characters */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['\\'] = 1, ['`'] = 1, ['*'] = 1, ['_'] = 1, ['['] = 1, [']'] = 1, ['|'] = 1, ['~'] = 1,
+    ['#'] = 1, ['<'] = 1, ['>'] = 1, ['&'] = 1, [0x7f] = 1,
+};
+
+/* A table: every byte of every row goes through it. */
+static inline bool md_plain(unsigned char c)
 {
-    switch (c) {
-    case '\\': case '`': case '*': case '_': case '[': case ']': case '|': case '~':
-    case '#': case '<': case '>': case '&': case 0x7f:
-        return false;
-    default:
-        return c >= 0x20;
-    }
+    return !md_syntax[c];
 }
 
-static void md_char(FILE *f, unsigned char c, bool cell)
+static void ob_md_char(obuf *o, unsigned char c, bool cell)
 {
     switch (c) {
-    case '<': fputs("&lt;", f); break;
-    case '>': fputs("&gt;", f); break;
-    case '&': fputs("&amp;", f); break;
-    case '\n': fputs(cell ? "<br>" : " ", f); break;
+    case '<': OB_LIT(o, "&lt;"); break;
+    case '>': OB_LIT(o, "&gt;"); break;
+    case '&': OB_LIT(o, "&amp;"); break;
+    case '\n':
+        if (cell)
+            OB_LIT(o, "<br>");
+        else
+            OB_LIT(o, " ");
+        break;
     case '\r': break;
-    case '\t': fputc(' ', f); break;
+    case '\t': OB_LIT(o, " "); break;
     default:
         if (c < 0x20 || c == 0x7f) {
-            fputs("\xef\xbf\xbd", f);
+            OB_LIT(o, "\xef\xbf\xbd");
         } else {
-            fputc('\\', f);
-            fputc(c, f);
+            char esc[2] = { '\\', (char)c };
+            ob_put(o, esc, 2);
         }
     }
 }
 
-static void md_text_n(FILE *f, const char *s, bool cell, size_t max)
+static void ob_text_len(obuf *o, const char *s, size_t len, bool cell, size_t max)
 {
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    size_t len = strlen((const char *)p), cut = len;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t cut = len;
     if (max && len > max) {
         cut = max;
         while (cut < len && (p[cut] & 0xC0) == 0x80)
@@ -372,13 +483,26 @@ static void md_text_n(FILE *f, const char *s, bool cell, size_t max)
         size_t run = i;
         while (run < cut && md_plain(p[run]))
             run++;
-        fwrite(p + i, 1, run - i, f);
+        if (run > i)
+            ob_put(o, p + i, run - i);
         if (run < cut)
-            md_char(f, p[run++], cell);
+            ob_md_char(o, p[run++], cell);
         i = run;
     }
     if (cut < len)
-        fputs("…", f);
+        OB_LIT(o, "…");
+}
+
+static void ob_text_n(obuf *o, const char *s, bool cell, size_t max)
+{
+    s = s ? s : "";
+    ob_text_len(o, s, strlen(s), cell, max);
+}
+
+static void md_text_n(FILE *f, const char *s, bool cell, size_t max)
+{
+    obuf o = { .f = f };
+    ob_text_n(&o, s, cell, max);
 }
 
 static void md_text(FILE *f, const char *s)
@@ -386,18 +510,34 @@ static void md_text(FILE *f, const char *s)
     md_text_n(f, s, true, 0);
 }
 
+/* The characters of an identifier written as code (strspn with a set
+ * builds a table on every call). */
+static bool code_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("_.:@-[]+/=", c));
+}
+
 /* An identifier in a code span when it is plain (ids, hashes), else as
  * escaped text. */
+static void ob_code(obuf *o, const char *s)
+{
+    size_t n = 0;
+    while (s && code_char((unsigned char)s[n]))
+        n++;
+    if (n && !s[n]) {
+        OB_LIT(o, "`");
+        ob_put(o, s, n);
+        OB_LIT(o, "`");
+    } else {
+        ob_text_n(o, s, true, 0);
+    }
+}
+
 static void md_code(FILE *f, const char *s)
 {
-    if (s && *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                             "0123456789_.:@-[]+/=") == strlen(s)) {
-        fputc('`', f);
-        fputs(s, f);
-        fputc('`', f);
-    }
-    else
-        md_text(f, s);
+    obuf o = { .f = f };
+    ob_code(&o, s);
 }
 
 static void md_time(FILE *f, int64_t ms)
@@ -503,117 +643,182 @@ static void md_operators(FILE *f, const irp_runlog *L)
     fputs("\n", f);
 }
 
-static void md_duration_cell(FILE *f, int64_t start, int64_t end)
+static void ob_time(obuf *o, int64_t ms)
+{
+    char t[IRP_TIME_BUFSZ];
+    time_text(ms, t);
+    ob_puts(o, t);
+}
+
+static void ob_duration_cell(obuf *o, int64_t start, int64_t end)
 {
     char d[24] = "";
     if (start >= 0 && end >= start)
         irp_duration_format(end - start, d, sizeof d);
-    fprintf(f, " %s |", d);
+    OB_LIT(o, " ");
+    ob_puts(o, d);
+    OB_LIT(o, " |");
 }
 
 /* Why an instance ended as it did: its last attempt's error or exit. */
-static void md_inst_detail(FILE *f, const irp_runlog_instance *in)
+static void ob_inst_detail(obuf *o, const irp_runlog_instance *in)
 {
     if (in->reason) {
-        md_text(f, in->reason);
+        ob_text_n(o, in->reason, true, 0);
         return;
     }
     if (!in->n_attempts)
         return;
     const irp_runlog_attempt *a = &in->attempts[in->n_attempts - 1];
-    if (a->error)
-        md_text(f, a->error);
-    else if (a->signal)
-        fprintf(f, "signal %lld", (long long)a->signal);
-    else if (a->exit_code > 0 || (a->exit_code == 0 && in->state != IRP_ST_SUCCEEDED))
-        fprintf(f, "exit %lld", (long long)a->exit_code);
+    if (a->error) {
+        ob_text_n(o, a->error, true, 0);
+    } else if (a->signal) {
+        OB_LIT(o, "signal ");
+        ob_int(o, (long long)a->signal);
+    } else if (a->exit_code > 0 || (a->exit_code == 0 && in->state != IRP_ST_SUCCEEDED)) {
+        OB_LIT(o, "exit ");
+        ob_int(o, (long long)a->exit_code);
+    }
 }
 
-static void md_steps(FILE *f, const irp_runlog *L)
+/* An id as the outcome table writes it: as it is when plain. */
+static void ob_outcome_id(obuf *o, const char *id)
+{
+    size_t n = 0;
+    for (unsigned char c; (c = (unsigned char)id[n]) != 0 &&
+                          ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-');)
+        n++;
+    if (!id[n])
+        ob_put(o, id, n);
+    else
+        ob_text_n(o, id, true, 0);
+}
+
+static void ob_steps(obuf *o, const irp_runlog *L)
 {
     /* The outcome table keeps to two columns: scripts read it. */
-    fputs("## Outcome\n\n| step | status |\n|---|---|\n", f);
+    OB_LIT(o, "## Outcome\n\n| step | status |\n|---|---|\n");
     for (size_t i = 0; i < L->n_steps; i++) {
-        const char *id = L->steps[i].id;
-        fputs("| ", f);
-        if (strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(id))
-            fputs(id, f);
-        else
-            md_text(f, id);
-        fprintf(f, " | %s |\n", irp_state_name(L->steps[i].state));
+        OB_LIT(o, "| ");
+        ob_outcome_id(o, L->steps[i].id);
+        OB_LIT(o, " | ");
+        ob_puts(o, irp_state_name(L->steps[i].state));
+        OB_LIT(o, " |\n");
     }
-    fputs("\n## Steps\n\n| step / instance | title | phase | status | attempts | started (UTC) "
-          "| finished (UTC) | duration | detail |\n|---|---|---|---|---|---|---|---|---|\n", f);
+    OB_LIT(o, "\n## Steps\n\n| step / instance | title | phase | status | attempts | started (UTC) "
+              "| finished (UTC) | duration | detail |\n|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < L->n_steps; i++) {
         const irp_runlog_step *st = &L->steps[i];
         bool single = !st->has_for_each && st->n_insts == 1;
-        fputs("| ", f);
-        md_code(f, st->id);
-        fputs(" | ", f);
-        md_text(f, st->title);
-        fprintf(f, " | %s%s | %s | ", st->phase, st->is_finally ? (*st->phase ? ", finally" : "finally") : "",
-                irp_state_name(st->state));
+        int64_t end = irp_state_ended(st->state) ? st->finished_ms : -1;
+        OB_LIT(o, "| ");
+        ob_code(o, st->id);
+        OB_LIT(o, " | ");
+        ob_text_n(o, st->title, true, 0);
+        OB_LIT(o, " | ");
+        ob_puts(o, st->phase);
+        ob_puts(o, st->is_finally ? (*st->phase ? ", finally" : "finally") : "");
+        OB_LIT(o, " | ");
+        ob_puts(o, irp_state_name(st->state));
+        OB_LIT(o, " | ");
         if (single)
-            fprintf(f, "%zu", st->insts[0].n_attempts);
-        fputs(" | ", f);
-        md_time(f, st->started_ms);
-        fputs(" | ", f);
-        md_time(f, irp_state_ended(st->state) ? st->finished_ms : -1);
-        fputs(" |", f);
-        md_duration_cell(f, st->started_ms, irp_state_ended(st->state) ? st->finished_ms : -1);
-        fputs(" ", f);
+            ob_int(o, (long long)st->insts[0].n_attempts);
+        OB_LIT(o, " | ");
+        ob_time(o, st->started_ms);
+        OB_LIT(o, " | ");
+        ob_time(o, end);
+        OB_LIT(o, " |");
+        ob_duration_cell(o, st->started_ms, end);
+        OB_LIT(o, " ");
         if (st->reason)
-            md_text(f, st->reason);
+            ob_text_n(o, st->reason, true, 0);
         else if (single)
-            md_inst_detail(f, &st->insts[0]);
-        fputs(" |\n", f);
+            ob_inst_detail(o, &st->insts[0]);
+        OB_LIT(o, " |\n");
         for (size_t k = 0; !single && k < st->n_insts; k++) {
             const irp_runlog_instance *in = &st->insts[k];
-            fputs("| ↳ ", f);
-            md_code(f, in->id);
-            fprintf(f, " | | | %s | %zu | ", irp_state_name(in->state), in->n_attempts);
-            md_time(f, in->started_ms);
-            fputs(" | ", f);
-            md_time(f, irp_state_ended(in->state) ? in->finished_ms : -1);
-            fputs(" |", f);
-            md_duration_cell(f, in->started_ms, irp_state_ended(in->state) ? in->finished_ms : -1);
-            fputs(" ", f);
-            md_inst_detail(f, in);
-            fputs(" |\n", f);
+            int64_t iend = irp_state_ended(in->state) ? in->finished_ms : -1;
+            OB_LIT(o, "| ↳ ");
+            ob_code(o, in->id);
+            OB_LIT(o, " | | | ");
+            ob_puts(o, irp_state_name(in->state));
+            OB_LIT(o, " | ");
+            ob_int(o, (long long)in->n_attempts);
+            OB_LIT(o, " | ");
+            ob_time(o, in->started_ms);
+            OB_LIT(o, " | ");
+            ob_time(o, iend);
+            OB_LIT(o, " |");
+            ob_duration_cell(o, in->started_ms, iend);
+            OB_LIT(o, " ");
+            ob_inst_detail(o, in);
+            OB_LIT(o, " |\n");
         }
     }
-    fputs("\n", f);
+    OB_LIT(o, "\n");
+}
+
+/* A row per step and instance: the biggest part after the timeline. */
+static void md_steps(FILE *f, const irp_runlog *L)
+{
+    char buf[16384];
+    obuf o = OB_FILE(f, buf);
+    ob_steps(&o, L);
+    ob_flush(&o);
+}
+
+/* What a timeline row needs besides its line: the describe() buffer for
+ * the rare events, and one for the others. */
+typedef struct row_scratch {
+    scratch sc;
+    obuf detail;
+} row_scratch;
+
+static int row_scratch_open(row_scratch *rs)
+{
+    rs->detail = (obuf){ 0 };
+    return scratch_open(&rs->sc);
+}
+
+static void row_scratch_close(row_scratch *rs)
+{
+    scratch_close(&rs->sc);
+    free(rs->detail.p);
+    rs->detail = (obuf){ 0 };
 }
 
 /* One journal line as a row of the timeline; run_start_ms is the ts of
  * run.started (-1 when unknown). */
-static void md_timeline_row(FILE *f, scratch *sc, int64_t run_start_ms, const json_t *ev)
+static void md_timeline_row(obuf *o, row_scratch *rs, int64_t run_start_ms,
+                            const irp_runlog_event *e)
 {
-    const char *ts = str_of(ev, "ts");
-    int64_t ms = -1;
-    if (ts && irp_time_parse(ts, strlen(ts), &ms) != 0)
-        ms = -1;
     char off[40] = "";
-    if (ms >= 0 && run_start_ms >= 0)
-        irp_runlog_offset(ms - run_start_ms, off, sizeof off);
-    const char *who = str_of(ev, "instance"), *name = str_of(ev, "event");
-    const char *by = str_of(ev, "operator");
-    fputs("| ", f);
-    md_text(f, ts);
-    fputs(" | ", f);
-    fputs(off, f);
-    fputs(" | ", f);
-    if (!who)
-        who = str_of(ev, "step");
+    if (e->ts_ms >= 0 && run_start_ms >= 0)
+        irp_runlog_offset(e->ts_ms - run_start_ms, off, sizeof off);
+    const char *who = e->instance ? e->instance : e->step;
+    OB_LIT(o, "| ");
+    ob_text_n(o, e->ts, true, 0);
+    OB_LIT(o, " | ");
+    ob_puts(o, off);
+    OB_LIT(o, " | ");
     if (who)
-        md_code(f, who);
-    fputs(" | ", f);
-    md_text(f, name);
-    fputs(" | ", f);
-    md_text(f, by ? by : str_of(ev, "collector"));
-    fputs(" | ", f);
-    md_text_n(f, describe(sc, ev, name), true, DETAIL_MAX);
-    fputs(" |\n", f);
+        ob_code(o, who);
+    OB_LIT(o, " | ");
+    ob_text_n(o, e->name, true, 0);
+    OB_LIT(o, " | ");
+    ob_text_n(o, e->op ? e->op : e->collector, true, 0);
+    OB_LIT(o, " | ");
+    obuf *d = &rs->detail;
+    d->len = 0;
+    if (describe_fast(d, e)) {
+        if (d->failed)
+            o->failed = true;   /* a row without its detail is no row */
+        else
+            ob_text_len(o, d->p, d->len, true, DETAIL_MAX);
+    } else {
+        ob_text_n(o, describe(&rs->sc, e->line, e->name), true, DETAIL_MAX);
+    }
+    OB_LIT(o, " |\n");
 }
 
 static const char timeline_head[] = "## Timeline\n\n| time (UTC) | T+ | step / instance | event "
@@ -621,13 +826,20 @@ static const char timeline_head[] = "## Timeline\n\n| time (UTC) | T+ | step / i
 
 static void md_timeline(FILE *f, const irp_runlog *L)
 {
-    scratch sc;
-    scratch_open(&sc);
+    row_scratch rs;
+    char buf[16384];
+    obuf o = OB_FILE(f, buf);
+    irp_runlog_ts_memo memo = IRP_RUNLOG_TS_MEMO_INIT;
+    row_scratch_open(&rs);
     fputs(timeline_head, f);
-    for (size_t i = 0; i < L->n_events; i++)
-        md_timeline_row(f, &sc, L->started_ms, L->events[i]);
+    for (size_t i = 0; i < L->n_events; i++) {
+        irp_runlog_event e;
+        irp_runlog_event_read(L->events[i], &memo, &e);
+        md_timeline_row(&o, &rs, L->started_ms, &e);
+    }
+    ob_flush(&o);
     fputs("\n", f);
-    scratch_close(&sc);
+    row_scratch_close(&rs);
 }
 
 static void md_deadlines(FILE *f, const irp_runlog *L)
@@ -1293,27 +1505,75 @@ int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err, s
 
 struct irp_report_stream {
     irp_runlog *log;
-    FILE *timeline;          /* the timeline's rows so far */
-    scratch sc;
-    char *buf;
-    size_t len;
+    int fd;                  /* the rows written so far: an unlinked file in
+                                the run directory, or -1: all in `rows` */
+    off_t written;           /* bytes of rows in fd */
+    obuf rows;               /* rows not yet in fd */
+    row_scratch rs;
     int err;                 /* first failure; the report is then not saved */
 };
 
-int irp_report_stream_new(const irp_playbook *pb, irp_report_stream **out)
+/* Rows go to the file in pieces this big: the timeline of a long run is
+ * its biggest text, and need not stay in memory until the end. */
+#define ROWS_FLUSH ((size_t)256 * 1024)
+
+/* A file nobody else sees, for the rows: O_TMPFILE, else a name unlinked
+ * at once. */
+static int rows_file(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/.report-rows.XXXXXX", dir) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return irp_err_from_errno(w < 0 ? errno : EIO);
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int rows_flush(irp_report_stream *s)
+{
+    if (s->rows.failed)
+        return IRP_ENOMEM;
+    if (s->fd < 0 || !s->rows.len)
+        return 0;
+    int rc = write_all(s->fd, s->rows.p, s->rows.len);
+    s->written += (off_t)s->rows.len;
+    s->rows.len = 0;
+    return rc;
+}
+
+int irp_report_stream_new(const irp_playbook *pb, const char *run_dir, irp_report_stream **out)
 {
     irp_report_stream *s = calloc(1, sizeof *s);
 
     *out = NULL;
     if (!s)
         return IRP_ENOMEM;
+    s->fd = -1;
     int rc = irp_runlog_new_fed(pb, &s->log);
-    if (!rc && !(s->timeline = open_memstream(&s->buf, &s->len)))
-        rc = IRP_ENOMEM;
+    if (!rc && run_dir && (s->fd = rows_file(run_dir)) < 0)
+        rc = irp_err_from_errno(errno);
     if (!rc)
-        __fsetlocking(s->timeline, FSETLOCKING_BYCALLER);   /* written row by row, one thread */
-    if (!rc)
-        rc = scratch_open(&s->sc);
+        rc = row_scratch_open(&s->rs);
     if (rc) {
         irp_report_stream_free(s);
         return rc;
@@ -1325,25 +1585,76 @@ int irp_report_stream_new(const irp_playbook *pb, irp_report_stream **out)
 int irp_report_stream_feed(void *ctx, json_t *line)
 {
     irp_report_stream *s = ctx;
+    irp_runlog_event e;
 
     if (s->err)
         return s->err;
-    s->err = irp_runlog_feed(s->log, line);
+    /* The line's fields are read once, for the model and the row. */
+    irp_runlog_event_read(line, &s->log->ts_memo, &e);
+    s->err = irp_runlog_feed_event(s->log, line, &e);
     if (!s->err) {
-        md_timeline_row(s->timeline, &s->sc, s->log->started_ms, line);
-        if (ferror(s->timeline))
+        md_timeline_row(&s->rows, &s->rs, s->log->started_ms, &e);
+        if (s->rows.failed)
             s->err = IRP_ENOMEM;
+        else if (s->rows.len >= ROWS_FLUSH)
+            s->err = rows_flush(s);
     }
     return s->err;
 }
 
+/* The rows from the file into out_fd at its offset: in the kernel when it
+ * can, else through a buffer. */
+static int rows_copy(irp_report_stream *s, int out_fd)
+{
+    off_t off = 0;
+    while (off < s->written) {
+        ssize_t n = copy_file_range(s->fd, &off, out_fd, NULL, (size_t)(s->written - off), 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS &&
+            errno != EOPNOTSUPP && errno != EBADF)
+            return irp_err_from_errno(errno);
+        break;
+    }
+    char buf[65536];
+    while (off < s->written) {
+        size_t want = (size_t)(s->written - off) < sizeof buf ? (size_t)(s->written - off)
+                                                              : sizeof buf;
+        ssize_t n = pread(s->fd, buf, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return irp_err_from_errno(n < 0 ? errno : EIO);
+        int rc = write_all(out_fd, buf, (size_t)n);
+        if (rc)
+            return rc;
+        off += n;
+    }
+    return 0;
+}
+
 static int write_stream(irp_report_stream *s, FILE *f)
 {
-    if (fflush(s->timeline) != 0)
-        return IRP_ENOMEM;
+    int rc = rows_flush(s);
+    if (rc)
+        return rc;
     render_md_top(f, s->log);
     fputs(timeline_head, f);
-    fwrite(s->buf, 1, s->len, f);
+    if (s->fd >= 0) {
+        /* stdio's buffer out first, then the rows behind it, then stdio
+         * again from the end. */
+        if (fflush(f) != 0)
+            return irp_err_from_errno(errno ? errno : EIO);
+        rc = rows_copy(s, fileno(f));
+        if (rc)
+            return rc;
+        if (fseeko(f, 0, SEEK_END) != 0)
+            return irp_err_from_errno(errno ? errno : EIO);
+    } else {
+        fwrite(s->rows.p ? s->rows.p : "", 1, s->rows.len, f);
+    }
     fputs("\n", f);
     render_md_end(f, s->log);
     return fflush(f) != 0 || ferror(f) ? irp_err_from_errno(errno ? errno : EIO) : 0;
@@ -1380,10 +1691,10 @@ void irp_report_stream_free(irp_report_stream *s)
 {
     if (!s)
         return;
-    if (s->timeline)
-        fclose(s->timeline);
-    free(s->buf);
-    scratch_close(&s->sc);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->rows.p);
+    row_scratch_close(&s->rs);
     irp_runlog_free(s->log);
     free(s);
 }

@@ -14,6 +14,7 @@
 #include "irp/model.h"
 #include "irp/runlog.h"
 #include "irp/timeutil.h"
+#include "irp/validate.h"
 
 /* ---- small helpers -------------------------------------------------- */
 
@@ -46,6 +47,29 @@ static void *push_n(void *arr_p, size_t *n, size_t *cap, size_t size, size_t fir
         void *p = realloc(*arr, ncap * size);
         if (!p)
             return NULL;
+        *arr = p;
+        *cap = ncap;
+    }
+    void *el = (char *)*arr + (*n)++ * size;
+    memset(el, 0, size);
+    return el;
+}
+
+/* push_n for the many small arrays of a step (its instances, their
+ * attempts), in the runlog's arena: one malloc and one free each cost a
+ * long run more than the rest of its model.  Outgrown arrays stay in the
+ * arena; doubling bounds them by the final size. */
+static void *push_arena(irp_arena *a, void *arr_p, size_t *n, size_t *cap, size_t size,
+                        size_t first)
+{
+    void **arr = arr_p;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : first;
+        void *p = ncap < SIZE_MAX / 2 / size ? irp_arena_alloc_uninit(a, ncap * size) : NULL;
+        if (!p)
+            return NULL;
+        if (*n)
+            memcpy(p, *arr, *n * size);
         *arr = p;
         *cap = ncap;
     }
@@ -105,41 +129,116 @@ static int on_line(void *ctx, const irp_journal_line *line)
 
 /* ---- the model ------------------------------------------------------ */
 
-/* id → position, in a jansson object used as a hash table. */
-static int index_put(json_t **index, const char *id, size_t pos)
+/* id → position: a table of its own, not a jansson object, as a long
+ * run indexes every step (no allocation per id, no copy of it). */
+struct irp_runlog_slot {
+    const char *id;                  /* NULL: empty */
+    uint32_t hash;
+    uint32_t pos;
+};
+
+static uint32_t id_hash(const char *id)
 {
-    if (!*index && !(*index = json_object()))
+    uint32_t h = 2166136261u;    /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static struct irp_runlog_slot *index_slot(const irp_runlog_index *x, const char *id, uint32_t h)
+{
+    size_t mask = x->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        struct irp_runlog_slot *sl = &x->slots[i];
+        if (!sl->id || (sl->hash == h && strcmp(sl->id, id) == 0))
+            return sl;
+    }
+}
+
+/* Room for `n` ids at most half full. */
+static int index_reserve(irp_runlog_index *x, size_t n)
+{
+    if (n * 2 <= x->cap)
+        return 0;
+    size_t ncap = x->cap ? x->cap : 16;
+    while (ncap < n * 2)
+        ncap *= 2;
+    if (ncap > UINT32_MAX)
+        return IRP_ELIMIT;
+    irp_runlog_index nx = { calloc(ncap, sizeof *nx.slots), ncap, x->n };
+    if (!nx.slots)
         return IRP_ENOMEM;
-    return json_object_set_new(*index, id, json_integer((json_int_t)pos)) ? IRP_ENOMEM : 0;
+    for (size_t i = 0; i < x->cap; i++)
+        if (x->slots[i].id)
+            *index_slot(&nx, x->slots[i].id, x->slots[i].hash) = x->slots[i];
+    free(x->slots);
+    *x = nx;
+    return 0;
 }
 
-static long index_get(const json_t *index, const char *id)
+/* id (borrowed: it must live as long as the index) → pos; a known id
+ * moves to pos. */
+static int index_put(irp_runlog_index *x, const char *id, size_t pos)
 {
-    const json_t *v = json_object_get(index, id);
-    return v ? (long)json_integer_value(v) : -1;
+    int rc = index_reserve(x, x->n + 1);
+    if (rc)
+        return rc == IRP_ELIMIT ? IRP_ENOMEM : rc;
+    uint32_t h = id_hash(id);
+    struct irp_runlog_slot *sl = index_slot(x, id, h);
+    x->n += !sl->id;
+    *sl = (struct irp_runlog_slot){ id, h, (uint32_t)pos };
+    return 0;
 }
 
-static irp_runlog_step *add_step(irp_runlog *L, const char *id)
+static long index_get(const irp_runlog_index *x, const char *id)
+{
+    if (!x->n)
+        return -1;
+    const struct irp_runlog_slot *sl = index_slot(x, id, id_hash(id));
+    return sl->id ? (long)sl->pos : -1;
+}
+
+/* A step named `id`.  sid and title, when not NULL, are its id and title
+ * borrowed (they outlive the runlog); else both are a copy of id.  Put in
+ * the step index unless the playbook's finds it (see pb_indexed). */
+static irp_runlog_step *add_step_as(irp_runlog *L, const char *id, const char *sid,
+                                    const char *title, bool indexed)
 {
     irp_runlog_step *st = push(&L->steps, &L->n_steps, &L->cap_steps, sizeof *st);
     if (!st)
         return NULL;
-    st->id = strdup(id);
-    st->title = strdup(id);
+    st->id = sid ? sid : irp_arena_strdup(&L->strings, id);
+    st->title = title ? title : st->id;
     st->phase = "";
     st->started_ms = st->finished_ms = -1;
-    if (!st->id || !st->title || index_put(&L->step_index, id, L->n_steps - 1)) {
-        free(st->id);
-        free(st->title);
+    if (!st->id || (indexed && index_put(&L->step_index, st->id, L->n_steps - 1))) {
         L->n_steps--;
         return NULL;
     }
     return st;
 }
 
+static irp_runlog_step *add_step(irp_runlog *L, const char *id)
+{
+    return add_step_as(L, id, NULL, NULL, true);
+}
+
+/* Whether the playbook's own step index finds the playbook's steps: a fed
+ * runlog's steps begin with them, in their order, and a long run need
+ * not index them a second time. */
+static bool pb_indexed(const irp_runlog *L, const irp_playbook *pb)
+{
+    return L->fed && pb && pb->step_table_cap;
+}
+
 static irp_runlog_step *find_step(const irp_runlog *L, const char *id)
 {
-    long i = index_get(L->step_index, id);
+    if (L->playbook_loaded && pb_indexed(L, L->pb)) {
+        size_t k = irp_playbook_step_index(L->pb, id);
+        if (k != (size_t)-1)
+            return &L->steps[k];
+    }
+    long i = index_get(&L->step_index, id);
     return i >= 0 ? &L->steps[i] : NULL;
 }
 
@@ -161,8 +260,8 @@ static irp_runlog_step *step_of(irp_runlog *L, const char *id)
 
 static long inst_find(const irp_runlog_step *st, const char *id)
 {
-    if (st->inst_index)
-        return index_get(st->inst_index, id);
+    if (st->inst_index.n)
+        return index_get(&st->inst_index, id);
     for (size_t i = 0; i < st->n_insts; i++)
         if (strcmp(st->insts[i].id, id) == 0)
             return (long)i;
@@ -173,25 +272,27 @@ static long inst_find(const irp_runlog_step *st, const char *id)
  * step outgrows the scan. */
 static int index_last_inst(irp_runlog_step *st)
 {
-    size_t from = st->inst_index ? st->n_insts - 1 : 0;
+    size_t from = st->inst_index.n ? st->n_insts - 1 : 0;
     int rc = 0;
-    if (!st->inst_index && st->n_insts <= INST_SCAN)
+    if (!st->inst_index.n && st->n_insts <= INST_SCAN)
         return 0;
     for (size_t i = from; i < st->n_insts && !rc; i++)
         rc = index_put(&st->inst_index, st->insts[i].id, i);
     return rc;
 }
 
-static irp_runlog_instance *add_inst(irp_runlog_step *st, const char *id, size_t index)
+static irp_runlog_instance *add_inst(irp_runlog *L, irp_runlog_step *st, const char *id,
+                                     size_t index)
 {
     /* Most steps have one instance of one attempt: room for one, so a
      * long run's model grows by what it holds. */
-    irp_runlog_instance *in = push_n(&st->insts, &st->n_insts, &st->cap_insts, sizeof *in, 1);
+    irp_runlog_instance *in = push_arena(&L->strings, &st->insts, &st->n_insts, &st->cap_insts,
+                                         sizeof *in, 1);
     if (!in)
         return NULL;
-    in->id = strdup(id);
+    /* The one instance of a step without for_each has the step's id. */
+    in->id = strcmp(id, st->id) == 0 ? st->id : irp_arena_strdup(&L->strings, id);
     if (!in->id || index_last_inst(st)) {
-        free(in->id);
         st->n_insts--;
         return NULL;
     }
@@ -201,20 +302,21 @@ static irp_runlog_instance *add_inst(irp_runlog_step *st, const char *id, size_t
     return in;
 }
 
-static irp_runlog_instance *inst_of(irp_runlog_step *st, const char *id)
+static irp_runlog_instance *inst_of(irp_runlog *L, irp_runlog_step *st, const char *id)
 {
     long i = inst_find(st, id);
-    return i >= 0 ? &st->insts[i] : add_inst(st, id, st->n_insts);
+    return i >= 0 ? &st->insts[i] : add_inst(L, st, id, st->n_insts);
 }
 
-static irp_runlog_attempt *attempt_of(irp_runlog_instance *in, int64_t number)
+static irp_runlog_attempt *attempt_of(irp_runlog *L, irp_runlog_instance *in, int64_t number)
 {
     if (number < 1 || number > 1000000)
         number = 1;
     for (size_t i = 0; i < in->n_attempts; i++)
         if (in->attempts[i].number == number)
             return &in->attempts[i];
-    irp_runlog_attempt *a = push_n(&in->attempts, &in->n_attempts, &in->cap_attempts, sizeof *a, 1);
+    irp_runlog_attempt *a = push_arena(&L->strings, &in->attempts, &in->n_attempts,
+                                       &in->cap_attempts, sizeof *a, 1);
     if (!a)
         return NULL;
     a->number = (int)number;
@@ -240,7 +342,7 @@ static bool ids_by_item(const json_t *items)
     return true;
 }
 
-static int expand(irp_runlog_step *st, const json_t *items)
+static int expand(irp_runlog *L, irp_runlog_step *st, const json_t *items)
 {
     st->has_for_each = true;
     st->items = items;
@@ -252,7 +354,7 @@ static int expand(irp_runlog_step *st, const json_t *items)
         int n = by_item ? asprintf(&id, "%s[%s]", st->id,
                                    json_string_value(json_array_get(items, i)))
                         : asprintf(&id, "%s[%zu]", st->id, i);
-        irp_runlog_instance *in = n < 0 ? NULL : add_inst(st, id, i);
+        irp_runlog_instance *in = n < 0 ? NULL : add_inst(L, st, id, i);
         free(n < 0 ? NULL : id);
         if (!in)
             return IRP_ENOMEM;
@@ -409,17 +511,17 @@ static irp_runlog_prompt *open_prompt(irp_runlog *L, const char *step, const cha
 }
 
 static int on_prompt(irp_runlog *L, irp_runlog_step *st, irp_runlog_instance *in,
-                     const json_t *ev, const char *name, int64_t ts)
+                     const irp_runlog_event *e)
 {
-    const char *inst = str_of(ev, "instance");
-    if (strcmp(name, "step.prompted") == 0) {
+    const char *inst = e->instance;
+    if (e->kind == IRP_RUNLOG_EV_STEP_PROMPTED) {
         irp_runlog_prompt *p = push(&L->prompts, &L->n_prompts, &L->cap_prompts, sizeof *p);
         if (!p)
             return IRP_ENOMEM;
         p->step = st->id;
         p->instance = inst;
-        p->asked = ev;
-        p->asked_ms = ts;
+        p->asked = e->line;
+        p->asked_ms = e->ts_ms;
         p->answered_ms = -1;
         if (in)
             in->state = IRP_ST_AWAITING_INPUT;
@@ -429,8 +531,8 @@ static int on_prompt(irp_runlog *L, irp_runlog_step *st, irp_runlog_instance *in
     }
     irp_runlog_prompt *p = open_prompt(L, st->id, inst);
     if (p) {
-        p->answered = ev;
-        p->answered_ms = ts;
+        p->answered = e->line;
+        p->answered_ms = e->ts_ms;
     }
     /* A manual step's question is asked inside its attempt: answered, the
      * attempt goes on until its step.finished. */
@@ -440,34 +542,39 @@ static int on_prompt(irp_runlog *L, irp_runlog_step *st, irp_runlog_instance *in
         in->state = in_attempt ? IRP_ST_RUNNING : IRP_ST_WAITING;
     else if (!in && st->state == IRP_ST_AWAITING_INPUT)
         st->state = IRP_ST_WAITING;
-    return add_operator(L, str_of(ev, "operator"), IRP_RUNLOG_ANSWERED);
+    return add_operator(L, e->op, IRP_RUNLOG_ANSWERED);
 }
 
-static int on_attempt(irp_runlog *L, irp_runlog_instance *in, const char *name, const json_t *ev,
-                      int64_t ts)
+static int64_t int_or(const json_t *v, int64_t dflt)
 {
-    irp_runlog_attempt *a = attempt_of(in, int_of(ev, "attempt", 1));
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+static int on_attempt(irp_runlog *L, irp_runlog_instance *in, const irp_runlog_event *e)
+{
+    irp_runlog_attempt *a = attempt_of(L, in, int_or(e->attempt, 1));
+    int64_t ts = e->ts_ms;
     if (!a)
         return IRP_ENOMEM;
-    if (strcmp(name, "step.started") == 0) {
+    if (e->kind == IRP_RUNLOG_EV_STEP_STARTED) {
         a->began = true;
-        a->started = L->fed ? NULL : ev;
+        a->started = L->fed ? NULL : e->line;
         a->started_ms = ts;
         in->state = IRP_ST_RUNNING;
         if (in->started_ms < 0)
             in->started_ms = ts;
         in->finished_ms = -1;
-    } else if (strcmp(name, "step.spawned") == 0) {
-        a->pid = int_of(ev, "pid", 0);
+    } else if (e->kind == IRP_RUNLOG_EV_STEP_SPAWNED) {
+        a->pid = int_or(e->pid, 0);
     } else {   /* step.finished */
         a->ended = true;
-        a->finished = L->fed ? NULL : ev;
+        a->finished = L->fed ? NULL : e->line;
         a->finished_ms = ts;
-        a->status = str_of(ev, "status");
-        a->duration_ms = int_of(ev, "duration_ms", -1);
-        a->exit_code = int_of(ev, "exit_code", -1);
-        a->signal = int_of(ev, "signal", 0);
-        a->error = keep_str(L, str_of(ev, "error"));
+        a->status = e->status;
+        a->duration_ms = int_or(e->duration_ms, -1);
+        a->exit_code = int_or(e->exit_code, -1);
+        a->signal = int_or(e->signal, 0);
+        a->error = keep_str(L, e->error);
         if (parse_state(a->status, &in->state) == 0) {
             a->status = irp_state_name(in->state);   /* the same text, static */
         } else {
@@ -479,53 +586,55 @@ static int on_attempt(irp_runlog *L, irp_runlog_instance *in, const char *name, 
     return 0;
 }
 
-static int on_step_event(irp_runlog *L, const char *name, const json_t *ev, int64_t ts)
+static int on_step_event(irp_runlog *L, const irp_runlog_event *e)
 {
-    const char *sid = str_of(ev, "step");
+    const char *sid = e->step;
+    irp_runlog_kind k = e->kind;
+    int64_t ts = e->ts_ms;
     if (!sid)
         return 0;
     irp_runlog_step *st = step_of(L, sid);
     if (!st)
         return IRP_ENOMEM;
-    if (strcmp(name, "step.expanded") == 0)
-        return expand(st, json_object_get(ev, "items"));
-    const char *iid = str_of(ev, "instance");
-    irp_runlog_instance *in = iid ? inst_of(st, iid) : NULL;
+    if (k == IRP_RUNLOG_EV_STEP_EXPANDED)
+        return expand(L, st, json_object_get(e->line, "items"));
+    const char *iid = e->instance;
+    irp_runlog_instance *in = iid ? inst_of(L, st, iid) : NULL;
     if (iid && !in)
         return IRP_ENOMEM;
-    if (strcmp(name, "step.prompted") == 0 || strcmp(name, "step.answered") == 0)
-        return on_prompt(L, st, in, ev, name, ts);
-    bool skipped = strcmp(name, "step.skipped") == 0;
-    bool cancelled = strcmp(name, "step.cancelled") == 0;
+    if (k == IRP_RUNLOG_EV_STEP_PROMPTED || k == IRP_RUNLOG_EV_STEP_ANSWERED)
+        return on_prompt(L, st, in, e);
+    bool skipped = k == IRP_RUNLOG_EV_STEP_SKIPPED;
+    bool cancelled = k == IRP_RUNLOG_EV_STEP_CANCELLED;
     if (in) {
-        if (strcmp(name, "step.started") == 0 || strcmp(name, "step.spawned") == 0 ||
-            strcmp(name, "step.finished") == 0) {
-            if (on_attempt(L, in, name, ev, ts))
+        if (k == IRP_RUNLOG_EV_STEP_STARTED || k == IRP_RUNLOG_EV_STEP_SPAWNED ||
+            k == IRP_RUNLOG_EV_STEP_FINISHED) {
+            if (on_attempt(L, in, e))
                 return IRP_ENOMEM;
-        } else if (strcmp(name, "step.retrying") == 0 || strcmp(name, "step.waiting") == 0) {
+        } else if (k == IRP_RUNLOG_EV_STEP_RETRYING || k == IRP_RUNLOG_EV_STEP_WAITING) {
             in->state = IRP_ST_WAITING;
             in->finished_ms = -1;
         } else if (skipped || cancelled) {
             in->state = skipped ? IRP_ST_SKIPPED : IRP_ST_CANCELLED;
-            in->reason = keep_str(L, str_of(ev, "reason"));
+            in->reason = keep_str(L, e->reason);
             in->finished_ms = ts;
         }
-        if (st->started_ms < 0 && strcmp(name, "step.started") == 0)
+        if (st->started_ms < 0 && k == IRP_RUNLOG_EV_STEP_STARTED)
             st->started_ms = ts;
         return 0;
     }
     /* An event for the whole step: it ended without (more) instances. */
-    if (skipped || cancelled || strcmp(name, "step.finished") == 0) {
+    if (skipped || cancelled || k == IRP_RUNLOG_EV_STEP_FINISHED) {
         irp_state s = IRP_ST_FAILED;
         if (skipped || cancelled)
             s = skipped ? IRP_ST_SKIPPED : IRP_ST_CANCELLED;
         else
-            parse_state(str_of(ev, "status"), &s);
+            parse_state(e->status, &s);
         st->state = s;
-        st->reason = keep_str(L, str_of(ev, skipped || cancelled ? "reason" : "error"));
+        st->reason = keep_str(L, skipped || cancelled ? e->reason : e->error);
         st->finished_ms = ts;
         st->ended_as_whole = true;
-    } else if (strcmp(name, "step.waiting") == 0 && !irp_state_ended(st->state)) {
+    } else if (k == IRP_RUNLOG_EV_STEP_WAITING && !irp_state_ended(st->state)) {
         st->state = IRP_ST_WAITING;
     }
     return 0;
@@ -631,41 +740,174 @@ static int on_run_started(irp_runlog *L, const json_t *ev, int64_t ts)
     return add_operator(L, L->operator_name, IRP_RUNLOG_STARTED);
 }
 
-static int replay(irp_runlog *L, const json_t *ev)
+static irp_runlog_kind kind_of(const char *name)
 {
-    const char *name = str_of(ev, "event");
-    int64_t ts = time_of(ev, "ts");
+    static const struct { const char *name; irp_runlog_kind kind; } step[] = {
+        { "started", IRP_RUNLOG_EV_STEP_STARTED },     { "finished", IRP_RUNLOG_EV_STEP_FINISHED },
+        { "spawned", IRP_RUNLOG_EV_STEP_SPAWNED },     { "skipped", IRP_RUNLOG_EV_STEP_SKIPPED },
+        { "cancelled", IRP_RUNLOG_EV_STEP_CANCELLED }, { "retrying", IRP_RUNLOG_EV_STEP_RETRYING },
+        { "waiting", IRP_RUNLOG_EV_STEP_WAITING },     { "expanded", IRP_RUNLOG_EV_STEP_EXPANDED },
+        { "prompted", IRP_RUNLOG_EV_STEP_PROMPTED },   { "answered", IRP_RUNLOG_EV_STEP_ANSWERED },
+    };
     if (!name)
+        return IRP_RUNLOG_EV_NONE;
+    if (strncmp(name, "step.", 5) == 0) {
+        for (size_t i = 0; i < sizeof step / sizeof *step; i++)
+            if (strcmp(name + 5, step[i].name) == 0)
+                return step[i].kind;
+        return IRP_RUNLOG_EV_STEP_OTHER;
+    }
+    if (strncmp(name, "deadline.", 9) == 0)
+        return IRP_RUNLOG_EV_DEADLINE;
+    if (strncmp(name, "run.", 4) == 0) {
+        return strcmp(name, "run.started") == 0       ? IRP_RUNLOG_EV_RUN_STARTED
+               : strcmp(name, "run.finished") == 0    ? IRP_RUNLOG_EV_RUN_FINISHED
+               : strcmp(name, "run.resumed") == 0     ? IRP_RUNLOG_EV_RUN_RESUMED
+               : strcmp(name, "run.interrupted") == 0 ? IRP_RUNLOG_EV_RUN_INTERRUPTED
+                                                      : IRP_RUNLOG_EV_RUN_OTHER;
+    }
+    return strcmp(name, "note") == 0                 ? IRP_RUNLOG_EV_NOTE
+           : strcmp(name, "evidence.collected") == 0 ? IRP_RUNLOG_EV_EVIDENCE
+           : strcmp(name, "notify.sent") == 0        ? IRP_RUNLOG_EV_NOTIFY
+                                                     : IRP_RUNLOG_EV_OTHER;
+}
+
+/* Whether key k of n bytes is the literal (a constant-size compare the
+ * compiler inlines: every field of every line is matched). */
+#define KEY_IS(k, n, lit) ((n) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
+
+/* One field of a line into *e, if it is one irp_runlog_event holds. */
+static void read_field(irp_runlog_event *e, const char *k, size_t n, const json_t *v)
+{
+    switch (k[0]) {
+    case 'a':
+        if (KEY_IS(k, n, "attempt"))
+            e->attempt = v;
+        else if (KEY_IS(k, n, "action"))
+            e->action = v;
+        break;
+    case 'c':
+        if (KEY_IS(k, n, "collector"))
+            e->collector = json_string_value(v);
+        break;
+    case 'd':
+        if (KEY_IS(k, n, "duration_ms"))
+            e->duration_ms = v;
+        else if (KEY_IS(k, n, "delay_ms"))
+            e->delay_ms = v;
+        break;
+    case 'e':
+        if (KEY_IS(k, n, "event"))
+            e->name = json_string_value(v);
+        else if (KEY_IS(k, n, "error"))
+            e->error = json_string_value(v);
+        else if (KEY_IS(k, n, "exit_code"))
+            e->exit_code = v;
+        break;
+    case 'i':
+        if (KEY_IS(k, n, "instance"))
+            e->instance = json_string_value(v);
+        break;
+    case 'n':
+        if (KEY_IS(k, n, "next_attempt"))
+            e->next_attempt = v;
+        break;
+    case 'o':
+        if (KEY_IS(k, n, "operator"))
+            e->op = json_string_value(v);
+        break;
+    case 'p':
+        if (KEY_IS(k, n, "pid"))
+            e->pid = v;
+        break;
+    case 'r':
+        if (KEY_IS(k, n, "reason"))
+            e->reason = json_string_value(v);
+        break;
+    case 's':
+        if (KEY_IS(k, n, "step"))
+            e->step = json_string_value(v);
+        else if (KEY_IS(k, n, "status"))
+            e->status = json_string_value(v);
+        else if (KEY_IS(k, n, "signal"))
+            e->signal = v;
+        break;
+    case 't':
+        if (KEY_IS(k, n, "ts"))
+            e->ts = json_string_value(v);
+        break;
+    default:
+        break;
+    }
+}
+
+void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_runlog_event *e)
+{
+    json_t *o = (json_t *)line;
+    *e = (irp_runlog_event){ .line = line, .ts_ms = -1 };
+    /* One pass over the fields: a lookup by key for each costs more. */
+    for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it))
+        read_field(e, json_object_iter_key(it), json_object_iter_key_len(it),
+                   json_object_iter_value(it));
+    e->kind = kind_of(e->name);
+    if (!e->ts)
+        return;
+    if (memo && strcmp(e->ts, memo->text) == 0) {
+        e->ts_ms = memo->ms;
+        return;
+    }
+    size_t len = strlen(e->ts);
+    int64_t ms;
+    e->ts_ms = irp_time_parse(e->ts, len, &ms) == 0 ? ms : -1;
+    if (memo && len < sizeof memo->text) {
+        memcpy(memo->text, e->ts, len + 1);
+        memo->ms = e->ts_ms;
+    }
+}
+
+static int replay(irp_runlog *L, const irp_runlog_event *e)
+{
+    const json_t *ev = e->line;
+    int64_t ts = e->ts_ms;
+    if (!e->name)
         return 0;
     if (ts >= 0)
         L->last_ms = ts;
-    if (strncmp(name, "step.", 5) == 0)
-        return on_step_event(L, name, ev, ts);
-    if (strncmp(name, "deadline.", 9) == 0)
-        return deadline_event(L, name, ev, ts);
-    if (strcmp(name, "run.started") == 0)
+    switch (e->kind) {
+    case IRP_RUNLOG_EV_STEP_STARTED: case IRP_RUNLOG_EV_STEP_SPAWNED:
+    case IRP_RUNLOG_EV_STEP_FINISHED: case IRP_RUNLOG_EV_STEP_SKIPPED:
+    case IRP_RUNLOG_EV_STEP_CANCELLED: case IRP_RUNLOG_EV_STEP_RETRYING:
+    case IRP_RUNLOG_EV_STEP_WAITING: case IRP_RUNLOG_EV_STEP_EXPANDED:
+    case IRP_RUNLOG_EV_STEP_PROMPTED: case IRP_RUNLOG_EV_STEP_ANSWERED:
+    case IRP_RUNLOG_EV_STEP_OTHER:
+        return on_step_event(L, e);
+    case IRP_RUNLOG_EV_DEADLINE:
+        return deadline_event(L, e->name, ev, ts);
+    case IRP_RUNLOG_EV_RUN_STARTED:
         return on_run_started(L, ev, ts);
-    if (strcmp(name, "run.finished") == 0) {
+    case IRP_RUNLOG_EV_RUN_FINISHED:
         L->status = str_of(ev, "status");
         L->finished_ms = ts;
         L->counts = json_object_get(ev, "steps");
-    } else if (strcmp(name, "run.resumed") == 0) {
+        return 0;
+    case IRP_RUNLOG_EV_RUN_RESUMED:
         on_resumed(L, ev);
-        if (add_operator(L, str_of(ev, "operator"), IRP_RUNLOG_RESUMED))
+        if (add_operator(L, e->op, IRP_RUNLOG_RESUMED))
             return IRP_ENOMEM;
         return add_event_ref(&L->resumes, &L->n_resumes, ev);
-    } else if (strcmp(name, "run.interrupted") == 0) {
+    case IRP_RUNLOG_EV_RUN_INTERRUPTED:
         return add_event_ref(&L->interrupts, &L->n_interrupts, ev);
-    } else if (strcmp(name, "note") == 0) {
-        if (add_operator(L, str_of(ev, "operator"), IRP_RUNLOG_NOTED))
+    case IRP_RUNLOG_EV_NOTE:
+        if (add_operator(L, e->op, IRP_RUNLOG_NOTED))
             return IRP_ENOMEM;
         return add_event_ref(&L->notes, &L->n_notes, ev);
-    } else if (strcmp(name, "evidence.collected") == 0) {
+    case IRP_RUNLOG_EV_EVIDENCE:
         return add_event_ref(&L->evidence, &L->n_evidence, ev);
-    } else if (strcmp(name, "notify.sent") == 0) {
+    case IRP_RUNLOG_EV_NOTIFY:
         return add_event_ref(&L->notifications, &L->n_notifications, ev);
+    default:
+        return 0;
     }
-    return 0;
 }
 
 /* Steps in the playbook's order, with titles and phases, from the copy in
@@ -694,17 +936,24 @@ static int steps_from_playbook(irp_runlog *L, const char *dir, const irp_playboo
         irp_playbook_free(loaded);
         return 0;
     }
-    rc = 0;
+    bool indexed = !pb_indexed(L, pb);
+    rc = indexed ? index_reserve(&L->step_index, L->n_steps + pb->n_steps) : 0;
+    if (!rc && L->cap_steps < L->n_steps + pb->n_steps) {
+        irp_runlog_step *p = realloc(L->steps, (L->n_steps + pb->n_steps) * sizeof *p);
+        L->steps = p ? p : L->steps;
+        L->cap_steps = p ? L->n_steps + pb->n_steps : L->cap_steps;
+        rc = p ? 0 : IRP_ENOMEM;
+    }
     for (size_t i = 0; i < pb->n_steps && !rc; i++) {
         const irp_step *s = &pb->steps[i];
-        irp_runlog_step *st = add_step(L, s->id);
-        char *title = st ? strdup(s->title) : NULL;
-        if (!title) {
+        /* A fed runlog's playbook outlives it: its ids and titles serve. */
+        const char *id = L->fed ? s->id : irp_arena_strdup(&L->strings, s->id);
+        const char *title = L->fed ? s->title : irp_arena_strdup(&L->strings, s->title);
+        irp_runlog_step *st = id && title ? add_step_as(L, s->id, id, title, indexed) : NULL;
+        if (!st) {
             rc = IRP_ENOMEM;
             break;
         }
-        free(st->title);
-        st->title = title;
         st->phase = irp_phase_name(s->phase);
         st->is_finally = s->is_finally;
     }
@@ -762,8 +1011,9 @@ int irp_runlog_load_pb(const char *run_dir, const irp_playbook *pb, irp_runlog *
         return IRP_ENOMEM;
     memset(L->head, '0', 64);
     L->head[64] = '\0';
-    L->started_ms = L->detected_ms = L->finished_ms = L->last_ms = -1;
+    L->started_ms = L->detected_ms = L->finished_ms = L->last_ms = L->ts_memo.ms = -1;
     set_tlp_label(L, NULL);
+    irp_arena_init(&L->strings, 0);
     reader r = { .log = L };
     char jerr[480] = "";
     rc = irp_journal_read(path, on_line, &r, &L->partial, jerr, sizeof jerr);
@@ -784,8 +1034,11 @@ int irp_runlog_load_pb(const char *run_dir, const irp_playbook *pb, irp_runlog *
         mrc = on_run_started(L, L->events[0], time_of(L->events[0], "ts"));
     if (!mrc)
         mrc = steps_from_playbook(L, run_dir, pb);
-    for (size_t i = 0; i < L->n_events && !mrc; i++)
-        mrc = replay(L, L->events[i]);
+    for (size_t i = 0; i < L->n_events && !mrc; i++) {
+        irp_runlog_event e;
+        irp_runlog_event_read(L->events[i], &L->ts_memo, &e);
+        mrc = replay(L, &e);
+    }
     for (size_t i = 0; i < L->n_steps; i++)
         settle_step(&L->steps[i]);
     settle_prompts(L);
@@ -810,7 +1063,7 @@ int irp_runlog_new_fed(const irp_playbook *pb, irp_runlog **out)
         return IRP_ENOMEM;
     memset(L->head, '0', 64);
     L->head[64] = '\0';
-    L->started_ms = L->detected_ms = L->finished_ms = L->last_ms = -1;
+    L->started_ms = L->detected_ms = L->finished_ms = L->last_ms = L->ts_memo.ms = -1;
     set_tlp_label(L, NULL);
     L->fed = true;
     L->pb = pb;
@@ -821,16 +1074,9 @@ int irp_runlog_new_fed(const irp_playbook *pb, irp_runlog **out)
 
 /* The step events a fed runlog does not keep: one or more per attempt,
  * so most of a journal.  Every other kind is rare and kept whole. */
-static bool dropped_kind(const char *name)
+static bool dropped_kind(irp_runlog_kind k)
 {
-    static const char *const kinds[] = { "started", "spawned", "finished", "skipped",
-                                         "cancelled", "retrying", "waiting" };
-    if (!name || strncmp(name, "step.", 5) != 0)
-        return false;
-    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
-        if (strcmp(name + 5, kinds[i]) == 0)
-            return true;
-    return false;
+    return k >= IRP_RUNLOG_EV_STEP_STARTED && k <= IRP_RUNLOG_EV_STEP_WAITING;
 }
 
 static int keep_event(irp_runlog *L, json_t *ev)
@@ -847,21 +1093,27 @@ static int keep_event(irp_runlog *L, json_t *ev)
     return 0;
 }
 
-int irp_runlog_feed(irp_runlog *L, json_t *ev)
+int irp_runlog_feed(irp_runlog *L, json_t *line)
+{
+    irp_runlog_event e;
+    irp_runlog_event_read(line, &L->ts_memo, &e);
+    return irp_runlog_feed_event(L, line, &e);
+}
+
+int irp_runlog_feed_event(irp_runlog *L, json_t *line, const irp_runlog_event *e)
 {
     if (L->n_events >= IRP_RUNLOG_MAX_EVENTS)
         return IRP_ELIMIT;
-    const char *name = str_of(ev, "event");
-    int rc = dropped_kind(name) ? 0 : keep_event(L, ev);
+    int rc = dropped_kind(e->kind) ? 0 : keep_event(L, line);
     /* run.started first: steps in the playbook's order, as
      * irp_runlog_load does with the copy in the run directory. */
-    if (!rc && L->n_events == 0 && name && strcmp(name, "run.started") == 0) {
-        rc = on_run_started(L, ev, time_of(ev, "ts"));
+    if (!rc && L->n_events == 0 && e->kind == IRP_RUNLOG_EV_RUN_STARTED) {
+        rc = on_run_started(L, line, e->ts_ms);
         if (!rc)
             rc = steps_from_playbook(L, NULL, L->pb);
     }
     if (!rc)
-        rc = replay(L, ev);
+        rc = replay(L, e);
     L->n_events++;
     return rc;
 }
@@ -879,19 +1131,12 @@ void irp_runlog_free(irp_runlog *L)
 {
     if (!L)
         return;
-    for (size_t i = 0; i < L->n_steps; i++) {
-        irp_runlog_step *st = &L->steps[i];
-        for (size_t k = 0; k < st->n_insts; k++) {
-            free(st->insts[k].id);
-            free(st->insts[k].attempts);
-        }
-        free(st->insts);
-        json_decref(st->inst_index);
-        free(st->id);
-        free(st->title);
-    }
+    /* Instances, attempts and strings are in the arena. */
+    for (size_t i = 0; i < L->n_steps; i++)
+        if (L->steps[i].inst_index.slots)
+            free(L->steps[i].inst_index.slots);
     free(L->steps);
-    json_decref(L->step_index);
+    free(L->step_index.slots);
     free(L->prompts);
     free(L->deadlines);
     free(L->operators);

@@ -35,17 +35,21 @@ int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err,
  * line through irp_journal_set_tap() from run.started on, it writes the
  * same report.md as irp_report_save() would at the end, without reading
  * the journal back.  Its memory grows with the steps (see
- * irp_runlog_feed) and with the timeline's text.  A run that resumes an
- * earlier one uses irp_report_save_pb() instead: its journal began before
- * this process.
+ * irp_runlog_feed); the timeline's text, the biggest part, goes to an
+ * unlinked file in the run directory as it is made.  A run that resumes
+ * an earlier one uses irp_report_save_pb() instead: its journal began
+ * before this process.
  *
- * irp_report_stream_feed has the signature of an irp_journal_tap_fn (ctx
- * is the stream; the line is borrowed); after a failure (IRP_ENOMEM,
- * IRP_ELIMIT) it ignores further lines and irp_report_stream_save returns
- * the failure without writing.  pb is borrowed and must outlive the
- * stream. */
+ * irp_report_stream_new: run_dir is where the timeline's file is made
+ * (NULL: the timeline stays in memory); IRP_ENOMEM, or the error of
+ * making the file.  irp_report_stream_feed has the signature of an
+ * irp_journal_tap_fn (ctx is the stream; the line is borrowed); after a
+ * failure (IRP_ENOMEM, IRP_ELIMIT, an error writing the timeline's file)
+ * it ignores further lines and irp_report_stream_save returns the failure
+ * without writing.  pb is borrowed and must outlive the stream. */
 typedef struct irp_report_stream irp_report_stream;
-int irp_report_stream_new(const irp_playbook *pb, irp_report_stream **out);
+int irp_report_stream_new(const irp_playbook *pb, const char *run_dir,
+                          irp_report_stream **out);
 int irp_report_stream_feed(void *ctx, json_t *line);
 /* Write RUN_DIR/report.md (0600, fsynced) for a journal that ended with
  * `head`.  On failure err says why. */

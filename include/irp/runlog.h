@@ -13,7 +13,7 @@
  *
  * Everything in the model is owned by the irp_runlog and lives until
  * irp_runlog_free(): strings and `const json_t *` are borrowed from the
- * journal's events, which the runlog keeps.
+ * journal's events, which the runlog keeps, or from its arena.
  */
 #ifndef IRP_RUNLOG_H
 #define IRP_RUNLOG_H
@@ -33,6 +33,7 @@
 /* One attempt of an instance: step.started .. step.finished. */
 typedef struct irp_runlog_attempt {
     int number;                      /* from 1 */
+    bool began, ended;               /* step.started, step.finished seen */
     int64_t started_ms, finished_ms; /* UTC ms; -1 when not (yet) journaled */
     const char *status;              /* step.finished status; NULL while it runs */
     int64_t duration_ms;             /* -1 when absent */
@@ -40,15 +41,22 @@ typedef struct irp_runlog_attempt {
     int64_t signal;                  /* 0 when absent */
     int64_t pid;                     /* step.spawned; 0 when absent */
     const char *error;               /* NULL when absent */
-    bool began, ended;               /* step.started, step.finished seen */
     const json_t *started;           /* the step.started event, or NULL
                                         (always NULL in a fed runlog) */
     const json_t *finished;          /* the step.finished event, or NULL
                                         (always NULL in a fed runlog) */
 } irp_runlog_attempt;
 
+/* internal: id → position in an array, by open addressing; the ids are
+ * borrowed from the array's elements. */
+struct irp_runlog_slot;
+typedef struct irp_runlog_index {
+    struct irp_runlog_slot *slots;   /* cap of them (a power of two), or NULL */
+    size_t cap, n;
+} irp_runlog_index;
+
 typedef struct irp_runlog_instance {
-    char *id;                        /* `ID`, `ID[item]` or `ID[index]` */
+    const char *id;                  /* `ID`, `ID[item]` or `ID[index]` */
     size_t index;                    /* in the for_each list (0 without one) */
     const json_t *item;              /* the for_each item, or NULL */
     irp_state state;
@@ -60,11 +68,12 @@ typedef struct irp_runlog_instance {
 } irp_runlog_instance;
 
 typedef struct irp_runlog_step {
-    char *id;
-    char *title;                     /* from playbook.yaml; else the id */
+    const char *id;
+    const char *title;               /* from playbook.yaml; else the id */
     const char *phase;               /* "" when none or unknown; static */
     bool is_finally;
     bool has_for_each;               /* a step.expanded was journaled */
+    bool ended_as_whole;             /* an event without `instance` ended it */
     irp_state state;
     const char *reason;              /* why the whole step was skipped,
                                         cancelled or failed, or NULL */
@@ -73,8 +82,7 @@ typedef struct irp_runlog_step {
     irp_runlog_instance *insts;
     size_t n_insts;
     size_t cap_insts;
-    bool ended_as_whole;             /* an event without `instance` ended it */
-    json_t *inst_index;              /* internal: instance id → index, once
+    irp_runlog_index inst_index;     /* internal: instance id → index, once
                                         there are more than a few */
 } irp_runlog_step;
 
@@ -136,7 +144,7 @@ typedef struct irp_runlog {
 
     irp_runlog_step *steps;          /* playbook order, then any others */
     size_t n_steps, cap_steps;
-    json_t *step_index;              /* internal: step id → index, so a
+    irp_runlog_index step_index;     /* internal: step id → index, so a
                                         replay is linear in the journal */
     bool playbook_loaded;            /* titles and phases came from playbook.yaml */
 
@@ -151,11 +159,17 @@ typedef struct irp_runlog {
     const json_t **notes, **evidence, **notifications, **resumes, **interrupts;
     size_t n_notes, n_evidence, n_notifications, n_resumes, n_interrupts;
 
+    irp_arena strings;               /* instances, attempts and the copies
+                                        of strings the model keeps */
+    struct irp_runlog_ts_memo {      /* internal: the last `ts` parsed and
+                                        its time (see irp_runlog_event_read) */
+        char text[40];
+        int64_t ms;
+    } ts_memo;
+
     /* a fed runlog (irp_runlog_feed) */
     bool fed;
-    const irp_playbook *pb;          /* borrowed, for titles and order */
-    irp_arena strings;               /* copies of what it keeps of the
-                                        step events it does not keep */
+    const irp_playbook *pb;          /* borrowed, for titles, ids and order */
     json_t **kept;                   /* the other events, owned */
     size_t n_kept, cap_kept;
 } irp_runlog;
@@ -191,6 +205,45 @@ int irp_runlog_load_pb(const char *run_dir, const irp_playbook *pb, irp_runlog *
 int irp_runlog_new_fed(const irp_playbook *pb, irp_runlog **out);
 int irp_runlog_feed(irp_runlog *log, json_t *line);
 void irp_runlog_settle(irp_runlog *log, const char *head);
+
+/* The kinds of journal lines the model tells apart. */
+typedef enum irp_runlog_kind {
+    IRP_RUNLOG_EV_NONE,              /* no `event` */
+    IRP_RUNLOG_EV_OTHER,
+    IRP_RUNLOG_EV_STEP_STARTED, IRP_RUNLOG_EV_STEP_SPAWNED, IRP_RUNLOG_EV_STEP_FINISHED,
+    IRP_RUNLOG_EV_STEP_SKIPPED, IRP_RUNLOG_EV_STEP_CANCELLED, IRP_RUNLOG_EV_STEP_RETRYING,
+    IRP_RUNLOG_EV_STEP_WAITING, IRP_RUNLOG_EV_STEP_EXPANDED, IRP_RUNLOG_EV_STEP_PROMPTED,
+    IRP_RUNLOG_EV_STEP_ANSWERED, IRP_RUNLOG_EV_STEP_OTHER,   /* another step.* */
+    IRP_RUNLOG_EV_DEADLINE,          /* deadline.* */
+    IRP_RUNLOG_EV_RUN_STARTED, IRP_RUNLOG_EV_RUN_FINISHED, IRP_RUNLOG_EV_RUN_RESUMED,
+    IRP_RUNLOG_EV_RUN_INTERRUPTED, IRP_RUNLOG_EV_RUN_OTHER,  /* another run.* */
+    IRP_RUNLOG_EV_NOTE, IRP_RUNLOG_EV_EVIDENCE, IRP_RUNLOG_EV_NOTIFY
+} irp_runlog_kind;
+
+/* The fields of a journal line that the model and the timeline read for
+ * every step event, found in one pass over the line; the others are
+ * looked up in `line` when needed.  Strings and values are borrowed from
+ * `line`; NULL when absent (strings: also when not a string). */
+typedef struct irp_runlog_event {
+    const json_t *line;
+    const char *name;                /* `event` */
+    irp_runlog_kind kind;
+    const char *ts;
+    int64_t ts_ms;                   /* -1 when absent or not a time */
+    const char *step, *instance, *op, *collector;   /* op: `operator` */
+    const char *status, *error, *reason;
+    const json_t *attempt, *action, *pid, *exit_code, *signal, *duration_ms;
+    const json_t *delay_ms, *next_attempt;
+} irp_runlog_event;
+
+/* Read `line` into *ev.  memo (or NULL) keeps the last time parsed, so a
+ * burst of lines with the same time parses it once: start it as
+ * IRP_RUNLOG_TS_MEMO_INIT. */
+typedef struct irp_runlog_ts_memo irp_runlog_ts_memo;
+#define IRP_RUNLOG_TS_MEMO_INIT { "", -1 }
+void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_runlog_event *ev);
+/* irp_runlog_feed for a line already read with irp_runlog_event_read. */
+int irp_runlog_feed_event(irp_runlog *log, json_t *line, const irp_runlog_event *ev);
 
 void irp_runlog_free(irp_runlog *log);
 
