@@ -40,15 +40,18 @@ static json_t *time_json(int64_t ms)
     return json_string(buf);
 }
 
-/* ms as journal text, formatted again only when it changed since the
- * last call with c.  The text is ASCII, so jansson need not check it. */
+/* ms as a journal text json string (a new reference), made again only
+ * when it changed since the last call with c: at full speed many events
+ * share a millisecond.  The text is ASCII, so jansson need not check it. */
 static json_t *time_json_cached(int64_t ms, time_text *c)
 {
-    if (c->ms != ms || !c->text[0]) {
+    if (c->ms != ms || !c->text[0] || !c->json) {
         irp_time_format(ms, c->text);
         c->ms = ms;
+        json_decref(c->json);
+        c->json = json_string_nocheck(c->text);
     }
-    return json_string_nocheck(c->text);
+    return json_incref(c->json);
 }
 
 static int64_t real_wall_ms(void)
@@ -58,24 +61,71 @@ static int64_t real_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static const char *const hot_names[ENGINE_N_HOT_NAMES] = {
+    "step.started", "step.finished", "step.skipped", "step.cancelled", "step.retrying",
+    "step.spawned", "step.expanded", "step.answered",
+};
+
+/* name as a json string (a new reference); the frequent ones are made
+ * once per engine. */
+static json_t *event_name_json(irp_engine *e, const char *name)
+{
+    for (size_t i = 0; i < ENGINE_N_HOT_NAMES; i++)
+        if (strcmp(name, hot_names[i]) == 0) {
+            if (!e->hot_names[i])
+                e->hot_names[i] = json_string_nocheck(hot_names[i]);
+            return json_incref(e->hot_names[i]);
+        }
+    return json_string(name);
+}
+
+/* n as a json number (a new reference); shared when small, as attempt
+ * numbers and exit codes mostly are.  Nothing changes a journaled
+ * event's values, so sharing them is safe. */
+static json_t *int_json(irp_engine *e, json_int_t n)
+{
+    if (n < 0 || n >= ENGINE_N_SMALL_INTS)
+        return json_integer(n);
+    if (!e->small_ints[n])
+        e->small_ints[n] = json_integer(n);
+    return json_incref(e->small_ints[n]);
+}
+
 json_t *engine_event(irp_engine *e, const char *name)
 {
     json_t *ev = json_object();
     /* Ends recorded in the engine take this same time (deadlines counted
      * from a step's finish start at its journaled `ts`). */
     e->last_event_wall = irp_clock_wall_ms(e->o.clock);
-    json_object_set_new(ev, "ts", time_json_cached(e->last_event_wall, &e->ts_text));
-    json_object_set_new(ev, "wall", time_json_cached(real_wall_ms(), &e->wall_text));
-    json_object_set_new(ev, "event", json_string(name));
+    json_object_set_new_nocheck(ev, "ts", time_json_cached(e->last_event_wall, &e->ts_text));
+    json_object_set_new_nocheck(ev, "wall", time_json_cached(real_wall_ms(), &e->wall_text));
+    json_object_set_new_nocheck(ev, "event", event_name_json(e, name));
     return ev;
+}
+
+/* The step's id as a json string (a new reference), made once while the
+ * step runs: every event of the step names it.  Ids are ASCII (the
+ * playbook's id rule). */
+static json_t *step_id_json(sstate *st)
+{
+    if (!st->id_json)
+        st->id_json = json_string_nocheck(st->def->id);
+    return json_incref(st->id_json);
+}
+
+/* Instance ids are ASCII too: a step id, then an index or an item the
+ * rule in make_instances allowed; without for_each, the step's id. */
+static json_t *inst_id_json(const inst *in)
+{
+    return in->st->def->has_for_each ? json_string_nocheck(in->id) : step_id_json(in->st);
 }
 
 static json_t *inst_event(irp_engine *e, const char *name, const inst *in)
 {
     json_t *ev = engine_event(e, name);
-    json_object_set_new(ev, "step", json_string(in->st->def->id));
-    json_object_set_new(ev, "instance", json_string(in->id));
-    json_object_set_new(ev, "attempt", json_integer(in->attempt ? in->attempt : 1));
+    json_object_set_new_nocheck(ev, "step", step_id_json(in->st));
+    json_object_set_new_nocheck(ev, "instance", inst_id_json(in));
+    json_object_set_new_nocheck(ev, "attempt", int_json(e, in->attempt ? in->attempt : 1));
     return ev;
 }
 
@@ -131,7 +181,7 @@ static int force_fail(irp_engine *e, inst *in)
     if (in->state == IRP_ST_RUNNING || in->state == IRP_ST_AWAITING_INPUT) {
         in->no_retry = true;
         if (in->job_live)
-            executor_of(e, in->st)->cancel(&in->job, SIGTERM);
+            executor_of(e, in->st)->cancel(in->job, SIGTERM);
     }
     return 0;
 }
@@ -243,13 +293,19 @@ static void run_end(irp_engine *e)
     e->finished = true;
     engine_deadlines_end(e);
     json_t *ev = engine_event(e, "run.finished");
-    json_object_set_new(ev, "status", json_string(names[compute_status(e)]));
+    json_object_set_new_nocheck(ev, "status", json_string(names[compute_status(e)]));
+    /* Steps by state, the states in the order they first occur. */
+    enum { N_STATES = sizeof state_names / sizeof *state_names };
+    size_t n_in[N_STATES] = { 0 }, n_seen = 0;
+    irp_state seen[N_STATES];
+    for (size_t i = 0; i < e->n_steps; i++)
+        if (n_in[e->steps[i].state]++ == 0)
+            seen[n_seen++] = e->steps[i].state;
     json_t *counts = json_object();
-    for (size_t i = 0; i < e->n_steps; i++) {
-        const char *s = irp_state_name(e->steps[i].state);
-        json_object_set_new(counts, s, json_integer(json_integer_value(json_object_get(counts, s)) + 1));
-    }
-    json_object_set_new(ev, "steps", counts);
+    for (size_t i = 0; i < n_seen; i++)
+        json_object_set_new_nocheck(counts, irp_state_name(seen[i]),
+                                    json_integer((json_int_t)n_in[seen[i]]));
+    json_object_set_new_nocheck(ev, "steps", counts);
     engine_emit(e, ev, NULL);
     if (!e->journal_err && e->o.journal) {
         int rc = irp_journal_sync(e->o.journal);
@@ -263,7 +319,7 @@ static void start_finally(irp_engine *e)
 {
     e->finally_started = true;
     for (size_t i = e->n_main; i < e->n_steps; i++)
-        if (e->steps[i].deps_left == 0 && !e->steps[i].ready)
+        if (e->deps_left[i] == 0 && !e->steps[i].ready)
             step_ready(e, &e->steps[i]);
 }
 
@@ -289,6 +345,9 @@ static void abort_run(irp_engine *e);
 static void step_end(irp_engine *e, sstate *st, irp_state state)
 {
     st->state = state;
+    /* Its events are made: a 100,000-step run need not keep every id. */
+    json_decref(st->id_json);
+    st->id_json = NULL;
     /* A step the journal ended before a resume keeps its own time. */
     st->finished_wall = st->n && st->n_restored == st->n ? st->restored_finish
                                                          : e->last_event_wall;
@@ -301,9 +360,9 @@ static void step_end(irp_engine *e, sstate *st, irp_state state)
         st->def->on_failure == IRP_FAIL_ABORT)
         abort_run(e);
     for (size_t i = 0; i < st->n_dependents; i++) {
-        sstate *d = &e->steps[st->dependents[i]];
-        if (--d->deps_left == 0 && (!d->def->is_finally || e->finally_started))
-            step_ready(e, d);
+        size_t k = st->dependents[i];
+        if (--e->deps_left[k] == 0 && (!e->steps[k].def->is_finally || e->finally_started))
+            step_ready(e, &e->steps[k]);
     }
     if (e->main_ended == e->n_main && !e->finally_started)
         start_finally(e);
@@ -327,8 +386,8 @@ static void end_unrun(irp_engine *e, sstate *st, const char *event, const char *
                       irp_state state)
 {
     json_t *ev = engine_event(e, event);
-    json_object_set_new(ev, "step", json_string(st->def->id));
-    json_object_set_new(ev, "reason", json_string(reason));
+    json_object_set_new_nocheck(ev, "step", step_id_json(st));
+    json_object_set_new_nocheck(ev, "reason", json_string(reason));
     engine_emit(e, ev, NULL);
     step_end(e, st, state);
 }
@@ -347,7 +406,7 @@ static void cancel_inst(irp_engine *e, inst *in, const char *reason)
 {
     irp_timer_stop(&in->timer);
     json_t *ev = inst_event(e, "step.cancelled", in);
-    json_object_set_new(ev, "reason", json_string(reason));
+    json_object_set_new_nocheck(ev, "reason", json_string(reason));
     engine_emit(e, ev, NULL);
     inst_end(e, in, IRP_ST_CANCELLED);
 }
@@ -371,8 +430,9 @@ static void abort_run(irp_engine *e)
             inst *x = &st->insts[k];
             if (x->state == IRP_ST_WAITING && irp_timer_active(&x->timer))
                 cancel_inst(e, x, "aborted");
-            else if (x->state == IRP_ST_RUNNING && st->def->action == IRP_ACT_WAIT)
-                executor_of(e, st)->cancel(&x->job, SIGTERM);
+            else if (x->state == IRP_ST_RUNNING && st->def->action == IRP_ACT_WAIT &&
+                     x->job_live)
+                executor_of(e, st)->cancel(x->job, SIGTERM);
         }
     }
 }
@@ -382,16 +442,18 @@ static void abort_run(irp_engine *e)
 static void kill_timeout(irp_timer *t)
 {
     inst *in = t->data;
-    executor_of(in->sctx->e, in->st)->cancel(&in->job, SIGKILL);
+    if (in->job_live)
+        executor_of(in->sctx.e, in->st)->cancel(in->job, SIGKILL);
 }
 
 /* A timeout sends SIGTERM to the process group, then SIGKILL 5 s later. */
 static void attempt_timeout(irp_timer *t)
 {
     inst *in = t->data;
-    irp_engine *e = in->sctx->e;
+    irp_engine *e = in->sctx.e;
     in->timed_out = true;
-    executor_of(e, in->st)->cancel(&in->job, SIGTERM);
+    if (in->job_live)
+        executor_of(e, in->st)->cancel(in->job, SIGTERM);
     in->kill_timer.data = in;
     irp_timer_start(e->o.clock, &in->kill_timer, KILL_GRACE_MS, kill_timeout);
 }
@@ -399,7 +461,7 @@ static void attempt_timeout(irp_timer *t)
 static void retry_due(irp_timer *t)
 {
     inst *in = t->data;
-    irp_engine *e = in->sctx->e;
+    irp_engine *e = in->sctx.e;
     if (executor_of(e, in->st)->takes_slot) {
         queue_push(e, in, false);
         pump(e);
@@ -424,14 +486,82 @@ static json_t *outputs_json(const irp_value *v)
 static void release_job(irp_engine *e, inst *in)
 {
     if (in->job_live)
-        executor_of(e, in->st)->release(&in->job);
+        executor_of(e, in->st)->release(in->job);
     in->job_live = false;
+}
+
+/* A job for a new attempt, zeroed; NULL when out of memory. */
+static ejob *job_get(irp_engine *e)
+{
+    ejob *j = e->free_jobs;
+    if (j)
+        e->free_jobs = j->next_free;
+    else if (!(j = calloc(1, sizeof *j)))
+        return NULL;
+    memset(&j->job, 0, sizeof j->job);
+    j->next_free = NULL;
+    return j;
+}
+
+/* Back to the free list, once its attempt has ended and nothing reads it. */
+static void job_put(irp_engine *e, ejob *j)
+{
+    if (j->on_stack)
+        return;
+    j->next_free = e->free_jobs;
+    e->free_jobs = j;
+}
+
+/* Appends "." and n in decimal at p; returns the end. */
+static char *put_dot_num(char *p, size_t n)
+{
+    char digits[24];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    *p++ = '.';
+    while (k)
+        *p++ = digits[--k];
+    return p;
+}
+
+/* The attempt's log path, logs/<step>[.<index>].<attempt>.log, in the
+ * job's own buffer: kept for the job's next attempt, so a path costs no
+ * allocation (nor a printf) per attempt.  false: out of memory. */
+static bool job_log_path(irp_engine *e, const inst *in, ejob *j)
+{
+    static const char logs[] = "/logs/", ext[] = ".log";
+    const irp_step *def = in->st->def;
+    size_t dir = strlen(e->o.run_dir), id = strlen(def->id);
+    size_t need = dir + sizeof logs + id + 2 * 22 + sizeof ext;
+    if (need > j->log_cap) {
+        char *p = realloc(j->log_path, need);
+        if (!p)
+            return false;
+        j->log_path = p;
+        j->log_cap = need;
+    }
+    char *p = j->log_path;
+    memcpy(p, e->o.run_dir, dir);
+    p += dir;
+    memcpy(p, logs, sizeof logs - 1);
+    p += sizeof logs - 1;
+    memcpy(p, def->id, id);
+    p += id;
+    if (def->has_for_each)
+        p = put_dot_num(p, in->index);
+    p = put_dot_num(p, (size_t)in->attempt);
+    memcpy(p, ext, sizeof ext);
+    return true;
 }
 
 static void attempt_finished(irp_job *job)
 {
     inst *in = job->engine_data;
-    irp_engine *e = in->sctx->e;
+    ejob *ej = (ejob *)job;
+    irp_engine *e = in->sctx.e;
     irp_timer_stop(&in->timer);
     irp_timer_stop(&in->kill_timer);
     /* Stopped by a second Ctrl-C: cancelled, not failed (SPEC §1.4). */
@@ -454,20 +584,22 @@ static void attempt_finished(irp_job *job)
                 in->id, irp_strerror(job->storage_error));
     }
     json_t *ev = inst_event(e, "step.finished", in);
-    json_object_set_new(ev, "status", json_string(irp_state_name(state)));
+    json_object_set_new_nocheck(ev, "status", json_string_nocheck(irp_state_name(state)));
     if (job->exit_code >= 0)
-        json_object_set_new(ev, "exit_code", json_integer(job->exit_code));
+        json_object_set_new_nocheck(ev, "exit_code", int_json(e, job->exit_code));
     if (job->term_signal)
-        json_object_set_new(ev, "signal", json_integer(job->term_signal));
-    json_object_set_new(ev, "duration_ms",
-                        json_integer(irp_clock_now_ms(e->o.clock) - in->started_mono));
-    json_object_set_new(ev, "outputs", outputs_json(in->outputs));
+        json_object_set_new_nocheck(ev, "signal", json_integer(job->term_signal));
+    json_object_set_new_nocheck(ev, "duration_ms",
+                                json_integer(irp_clock_now_ms(e->o.clock) - in->started_mono));
+    json_object_set_new_nocheck(ev, "outputs", outputs_json(in->outputs));
     if (job->log_sha256[0])
-        json_object_set_new(ev, "log_sha256", json_string(job->log_sha256));
+        json_object_set_new_nocheck(ev, "log_sha256", json_string_nocheck(job->log_sha256));
     if (job->error[0])
-        json_object_set_new(ev, "error", json_string(job->error));
+        json_object_set_new_nocheck(ev, "error", json_string(job->error));
     engine_emit(e, ev, NULL);
     release_job(e, in);
+    if (in->job == job)
+        in->job = NULL;
     if (in->has_slot) {
         in->has_slot = false;
         e->running_slots--;
@@ -478,8 +610,8 @@ static void attempt_finished(irp_job *job)
     if (again) {
         int64_t delay = retry_delay(in->st->def, in->attempt);
         ev = inst_event(e, "step.retrying", in);
-        json_object_set_new(ev, "next_attempt", json_integer(in->attempt + 1));
-        json_object_set_new(ev, "delay_ms", json_integer(delay));
+        json_object_set_new_nocheck(ev, "next_attempt", int_json(e, in->attempt + 1));
+        json_object_set_new_nocheck(ev, "delay_ms", json_integer(delay));
         engine_emit(e, ev, NULL);
         in->state = IRP_ST_WAITING;
         in->timer.data = in;
@@ -491,15 +623,18 @@ static void attempt_finished(irp_job *job)
         retry_busy(e);
     }
     pump(e);
+    /* Only now: an attempt started above must not be given this job
+     * while the executor that finished it may still be returning. */
+    job_put(e, ej);
 }
 
 static int attempt_emit(irp_job *job, const char *event, json_t *fields)
 {
     inst *in = job->engine_data;
-    json_t *ev = inst_event(in->sctx->e, event, in);
+    json_t *ev = inst_event(in->sctx.e, event, in);
     json_object_update(ev, fields);
     json_decref(fields);
-    return engine_emit(in->sctx->e, ev, NULL);
+    return engine_emit(in->sctx.e, ev, NULL);
 }
 
 /* A manual step's answer given in advance: --answers, else --auto. */
@@ -521,9 +656,11 @@ static void job_answered(irp_engine *e, void *arg, int choice, const char *note)
 {
     inst *in = arg;
     in->question = NULL;
+    if (!in->job)
+        return;                   /* its attempt is over */
     if (in->state == IRP_ST_AWAITING_INPUT)
         in->state = IRP_ST_RUNNING;
-    in->answer_cb(&in->job, choice, note);
+    in->answer_cb(in->job, choice, note);
 }
 
 static void job_ask(irp_job *job, const char *prompt, const char *const *choices, size_t n,
@@ -532,14 +669,14 @@ static void job_ask(irp_job *job, const char *prompt, const char *const *choices
     inst *in = job->engine_data;
     in->answer_cb = cb;
     in->state = IRP_ST_AWAITING_INPUT;
-    in->question = engine_ask(in->sctx->e, in->st->def->id, in->id, "manual", prompt, choices,
+    in->question = engine_ask(in->sctx.e, in->st->def->id, in->id, "manual", prompt, choices,
                               n, true, job_answered, in);
 }
 
 static void job_unask(irp_job *job)
 {
     inst *in = job->engine_data;
-    engine_unask(in->sctx->e, in->question);
+    engine_unask(in->sctx.e, in->question);
     in->question = NULL;
     if (in->state == IRP_ST_AWAITING_INPUT)
         in->state = IRP_ST_RUNNING;
@@ -548,22 +685,31 @@ static void job_unask(irp_job *job)
 static void attempt_spawned(irp_job *job, pid_t pid)
 {
     inst *in = job->engine_data;
-    json_t *ev = inst_event(in->sctx->e, "step.spawned", in);
-    json_object_set_new(ev, "pid", json_integer(pid));
-    json_object_set_new(ev, "pgid", json_integer(pid));
-    engine_emit(in->sctx->e, ev, NULL);
+    json_t *ev = inst_event(in->sctx.e, "step.spawned", in);
+    json_object_set_new_nocheck(ev, "pid", json_integer(pid));
+    json_object_set_new_nocheck(ev, "pgid", json_integer(pid));
+    engine_emit(in->sctx.e, ev, NULL);
 }
 
 /* An attempt that could not even begin (expression error, no slot, a
  * journal that cannot be written) ends at once as failed. */
 static void fail_attempt(irp_engine *e, inst *in, const char *reason, const char *msg)
 {
+    /* Before an attempt has a job, one on the stack carries the failure:
+     * failing cannot itself run out of memory. */
+    ejob local;
+    if (!in->job) {
+        memset(&local, 0, sizeof local);
+        local.on_stack = true;
+        in->job = &local.job;
+        in->job_live = false;
+    }
     in->no_retry = true;
-    in->job.engine_data = in;
-    in->job.outcome = IRP_JOB_FAILED;
-    in->job.exit_code = -1;
-    snprintf(in->job.error, sizeof in->job.error, "%s: %s", reason, msg);
-    attempt_finished(&in->job);
+    in->job->engine_data = in;
+    in->job->outcome = IRP_JOB_FAILED;
+    in->job->exit_code = -1;
+    snprintf(in->job->error, sizeof in->job->error, "%s: %s", reason, msg);
+    attempt_finished(in->job);
 }
 
 static bool start_prepared(irp_engine *e, inst *in, bool retrying);
@@ -571,7 +717,7 @@ static bool start_prepared(irp_engine *e, inst *in, bool retrying);
 static void started_durable(void *arg, int status)
 {
     inst *in = arg;
-    irp_engine *e = in->sctx->e;
+    irp_engine *e = in->sctx.e;
     irp_clock_release(e->o.clock);
     if (status) {
         e->journal_err = status;
@@ -583,8 +729,8 @@ static void started_durable(void *arg, int status)
      * a wait is cancelled before it begins (a process already promised in
      * the journal still starts, and a second Ctrl-C stops it below). */
     if (e->aborting && !in->st->def->is_finally && in->st->def->action == IRP_ACT_WAIT) {
-        in->job.outcome = IRP_JOB_CANCELLED;
-        attempt_finished(&in->job);
+        in->job->outcome = IRP_JOB_CANCELLED;
+        attempt_finished(in->job);
         return;
     }
     start_prepared(e, in, false);
@@ -630,7 +776,7 @@ static void retry_busy(irp_engine *e)
 static bool start_prepared(irp_engine *e, inst *in, bool retrying)
 {
     const irp_executor *x = executor_of(e, in->st);
-    int rc = x->start(&in->job);
+    int rc = x->start(in->job);
     if (rc == IRP_EBUSY && e->running_slots > e->n_busy + 1) {
         busy_add(e, in, retrying);
         return true;
@@ -642,7 +788,7 @@ static bool start_prepared(irp_engine *e, inst *in, bool retrying)
     }
     if (e->kill_sent && in->job_live) {
         in->stopped_by_user = true;
-        x->cancel(&in->job, SIGTERM);
+        x->cancel(in->job, SIGTERM);
     }
     if (in->st->def->timeout_ms >= 0 && in->st->def->action != IRP_ACT_WAIT &&
         (in->state == IRP_ST_RUNNING || in->state == IRP_ST_AWAITING_INPUT) && in->job_live) {
@@ -656,7 +802,7 @@ static void start_attempt(irp_engine *e, inst *in)
 {
     const irp_step *def = in->st->def;
     if (in->force_fail || in->st->force_fail ||
-        json_object_get(e->force_fail_ids, in->id)) {
+        (json_object_size(e->force_fail_ids) && json_object_get(e->force_fail_ids, in->id))) {
         in->attempt++;
         in->state = IRP_ST_RUNNING;
         in->job_live = false;
@@ -671,22 +817,19 @@ static void start_attempt(irp_engine *e, inst *in)
         in->st->started_wall = irp_clock_wall_ms(e->o.clock);
     in->started_wall = irp_clock_wall_ms(e->o.clock);
     in->started_mono = irp_clock_now_ms(e->o.clock);
-    free(in->log_path);
-    int n = def->has_for_each
-                ? asprintf(&in->log_path, "%s/logs/%s.%zu.%d.log", e->o.run_dir, def->id,
-                           in->index, in->attempt)
-                : asprintf(&in->log_path, "%s/logs/%s.%d.log", e->o.run_dir, def->id, in->attempt);
-    if (n < 0) {
-        in->log_path = NULL;
+    ejob *ej = job_get(e);
+    if (!ej || !job_log_path(e, in, ej)) {
+        if (ej)
+            job_put(e, ej);
         fail_attempt(e, in, "internal", "out of memory");
         return;
     }
-    irp_job *j = &in->job;
-    memset(j, 0, sizeof *j);
+    in->job = &ej->job;
+    irp_job *j = &ej->job;
     *j = (irp_job){
         .step = def, .instance = in->id, .index = in->index, .has_index = def->has_for_each,
         .attempt = in->attempt, .scope = &in->scope, .loop = e->o.loop, .clock = e->o.clock,
-        .run_id = e->o.run_id, .run_dir = e->o.run_dir, .log_path = in->log_path,
+        .run_id = e->o.run_id, .run_dir = e->o.run_dir, .log_path = ej->log_path,
         .base_env = e->o.base_env, .redact = e->o.redact, .exit_code = -1,
         .operator_name = e->o.operator_name, .on_finish = attempt_finished,
         .on_spawn = attempt_spawned, .emit = attempt_emit, .ask = job_ask,
@@ -707,7 +850,7 @@ static void start_attempt(irp_engine *e, inst *in)
         return;
     }
     json_t *ev = inst_event(e, "step.started", in);
-    json_object_set_new(ev, "action", action ? action : json_object());
+    json_object_set_new_nocheck(ev, "action", action ? action : json_object());
     uint64_t seq = 0;
     if (engine_emit(e, ev, &seq)) {
         fail_attempt(e, in, "journal", irp_strerror(e->journal_err));
@@ -736,10 +879,8 @@ static void start_attempt(irp_engine *e, inst *in)
         return;
     }
     rc = irp_journal_sync_async(e->o.journal, e->o.loop, seq, started_durable, in);
-    if (rc) {
-        irp_clock_release(e->o.clock);
-        started_durable(in, rc);
-    }
+    if (rc)
+        started_durable(in, rc);     /* which releases the clock */
 }
 
 /* ---- readiness ------------------------------------------------------ */
@@ -784,14 +925,11 @@ static int make_instances(irp_engine *e, sstate *st, irp_value *items)
         in->st = st;
         in->index = i;
         in->exit_code = -1;
-        in->sctx = irp_arena_alloc(&e->mem, sizeof *in->sctx);
-        if (!in->sctx)
-            return IRP_ENOMEM;
-        in->sctx->e = e;
-        in->sctx->in = in;
-        in->scope = (irp_scope){ engine_lookup, in->sctx };
+        in->sctx.e = e;
+        in->sctx.in = in;
+        in->scope = (irp_scope){ engine_lookup, &in->sctx };
         if (!items) {
-            in->id = irp_arena_strdup(&e->mem, st->def->id);
+            in->id = st->def->id;
         } else {
             in->item = irp_value_ref(irp_value_list_at(items, i));
             if (by_item)
@@ -844,8 +982,8 @@ static int expand(irp_engine *e, sstate *st, irp_value **items, char *err, size_
         return rc;
     }
     json_t *ev = engine_event(e, "step.expanded");
-    json_object_set_new(ev, "step", json_string(def->id));
-    json_object_set_new(ev, "items", irp_value_to_json(list, IRP_VALUE_JSON_REDACT));
+    json_object_set_new_nocheck(ev, "step", step_id_json(st));
+    json_object_set_new_nocheck(ev, "items", irp_value_to_json(list, IRP_VALUE_JSON_REDACT));
     engine_emit(e, ev, NULL);
     *items = list;
     return 0;
@@ -904,15 +1042,15 @@ static void journal_answer(irp_engine *e, sstate *st, const inst *in, bool yes,
                            const char *via, const char *note, int64_t ms)
 {
     json_t *ev = engine_event(e, "step.answered");
-    json_object_set_new(ev, "step", json_string(st->def->id));
+    json_object_set_new_nocheck(ev, "step", step_id_json(st));
     if (in)
-        json_object_set_new(ev, "instance", json_string(in->id));
-    json_object_set_new(ev, "answer", json_string(yes ? "yes" : "no"));
-    json_object_set_new(ev, "operator", json_string(e->o.operator_name));
-    json_object_set_new(ev, "via", json_string(via));
+        json_object_set_new_nocheck(ev, "instance", inst_id_json(in));
+    json_object_set_new_nocheck(ev, "answer", json_string(yes ? "yes" : "no"));
+    json_object_set_new_nocheck(ev, "operator", json_string(e->o.operator_name));
+    json_object_set_new_nocheck(ev, "via", json_string(via));
     if (note)
-        json_object_set_new(ev, "note", json_string(note));
-    json_object_set_new(ev, "response_ms", json_integer(ms));
+        json_object_set_new_nocheck(ev, "note", json_string(note));
+    json_object_set_new_nocheck(ev, "response_ms", json_integer(ms));
     engine_emit(e, ev, NULL);
 }
 
@@ -952,9 +1090,9 @@ static void fail_unasked(irp_engine *e, sstate *st)
 {
     /* No terminal and no answer: fail at once, saying how to answer. */
     json_t *ev = engine_event(e, "step.finished");
-    json_object_set_new(ev, "step", json_string(st->def->id));
-    json_object_set_new(ev, "status", json_string("failed"));
-    json_object_set_new(ev, "error", json_string(NO_OPERATOR_MSG));
+    json_object_set_new_nocheck(ev, "step", step_id_json(st));
+    json_object_set_new_nocheck(ev, "status", json_string_nocheck("failed"));
+    json_object_set_new_nocheck(ev, "error", json_string(NO_OPERATOR_MSG));
     engine_emit(e, ev, NULL);
     fprintf(stderr, "irp: step '%s' " NO_OPERATOR_MSG "\n", st->def->id);
     step_end(e, st, IRP_ST_FAILED);
@@ -1103,9 +1241,9 @@ static void step_ready(irp_engine *e, sstate *st)
     if (rc) {
         /* No instance to fail: the step fails as a whole. */
         json_t *ev = engine_event(e, "step.finished");
-        json_object_set_new(ev, "step", json_string(def->id));
-        json_object_set_new(ev, "status", json_string("failed"));
-        json_object_set_new(ev, "error", json_string(err[0] ? err : irp_strerror(rc)));
+        json_object_set_new_nocheck(ev, "step", step_id_json(st));
+        json_object_set_new_nocheck(ev, "status", json_string_nocheck("failed"));
+        json_object_set_new_nocheck(ev, "error", json_string(err[0] ? err : irp_strerror(rc)));
         engine_emit(e, ev, NULL);
         step_end(e, st, IRP_ST_FAILED);
         return;
@@ -1138,9 +1276,14 @@ static void start_instances(irp_engine *e, sstate *st)
         return;
     }
     /* Decide every instance before starting any, so a finish that comes
-     * at once cannot end the step while instances are still undecided. */
-    int *go = calloc(st->n, sizeof *go);
-    char (*msgs)[256] = calloc(st->n, sizeof *msgs);
+     * at once cannot end the step while instances are still undecided.
+     * Most steps have one instance: no allocation for it. */
+    int go1;
+    char msgs1[1][256];
+    int *go = st->n == 1 ? &go1 : calloc(st->n, sizeof *go);
+    char (*msgs)[256] = st->n == 1 ? msgs1 : calloc(st->n, sizeof *msgs);
+    if (st->n == 1)
+        msgs1[0][0] = '\0';
     for (size_t i = 0; go && msgs && i < st->n; i++)
         go[i] = when_true(e, &st->insts[i], msgs[i], sizeof msgs[i]);
     for (size_t i = 0; i < st->n; i++) {
@@ -1151,7 +1294,7 @@ static void start_instances(irp_engine *e, sstate *st)
             json_t *ev = inst_event(e, "step.skipped", in);
             char why[300];
             snprintf(why, sizeof why, "declined by %s", e->o.operator_name);
-            json_object_set_new(ev, "reason", json_string(why));
+            json_object_set_new_nocheck(ev, "reason", json_string(why));
             engine_emit(e, ev, NULL);
             inst_end(e, in, IRP_ST_SKIPPED);
         } else if (in->decision == DECIDE_CANCELLED) {
@@ -1166,15 +1309,17 @@ static void start_instances(irp_engine *e, sstate *st)
             fail_attempt(e, in, "expression", msgs[i]);
         } else if (go[i] == 0) {
             json_t *ev = inst_event(e, "step.skipped", in);
-            json_object_set_new(ev, "reason", json_string("when is false"));
+            json_object_set_new_nocheck(ev, "reason", json_string_nocheck("when is false"));
             engine_emit(e, ev, NULL);
             inst_end(e, in, IRP_ST_SKIPPED);
         } else {
             enqueue(e, in);
         }
     }
-    free(go);
-    free(msgs);
+    if (st->n != 1) {
+        free(go);
+        free(msgs);
+    }
 }
 
 /* ---- life cycle ----------------------------------------------------- */
@@ -1192,26 +1337,36 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
     e->n_steps = pb->n_steps;
     e->n_main = pb->n_main;
     e->steps = calloc(pb->n_steps ? pb->n_steps : 1, sizeof *e->steps);
-    if (!e->steps) {
+    e->deps_left = calloc(pb->n_steps ? pb->n_steps : 1, sizeof *e->deps_left);
+    if (!e->steps || !e->deps_left) {
+        free(e->steps);
+        free(e->deps_left);
         free(e);
         return IRP_ENOMEM;
     }
     for (size_t i = 0; i < pb->n_steps; i++) {
         e->steps[i].def = &pb->steps[i];
-        e->steps[i].deps_left = pb->steps[i].n_deps;
+        e->deps_left[i] = pb->steps[i].n_deps;
     }
     /* Dependents: the reverse of needs, so an ending step tells exactly
      * the steps waiting for it. */
+    size_t n_edges = 0;
     for (size_t i = 0; i < pb->n_steps; i++)
-        for (size_t k = 0; k < pb->steps[i].n_deps; k++)
+        for (size_t k = 0; k < pb->steps[i].n_deps; k++) {
             e->steps[pb->steps[i].deps[k]].n_dependents++;
-    for (size_t i = 0; i < pb->n_steps; i++) {
-        sstate *st = &e->steps[i];
-        st->dependents = calloc(st->n_dependents ? st->n_dependents : 1, sizeof *st->dependents);
-        if (!st->dependents) {
-            irp_engine_free(e);
-            return IRP_ENOMEM;
+            n_edges++;
         }
+    /* One block for all: a 100,000-step playbook would otherwise make
+     * as many small allocations. */
+    e->dependents = calloc(n_edges ? n_edges : 1, sizeof *e->dependents);
+    if (!e->dependents) {
+        irp_engine_free(e);
+        return IRP_ENOMEM;
+    }
+    for (size_t i = 0, at = 0; i < pb->n_steps; i++) {
+        sstate *st = &e->steps[i];
+        st->dependents = e->dependents + at;
+        at += st->n_dependents;
         st->n_dependents = 0;
     }
     for (size_t i = 0; i < pb->n_steps; i++)
@@ -1275,7 +1430,7 @@ static int begin(irp_engine *e)
         return 0;
     }
     for (size_t i = 0; i < e->n_main && !e->finished; i++)
-        if (e->steps[i].deps_left == 0 && !e->steps[i].ready)
+        if (e->deps_left[i] == 0 && !e->steps[i].ready)
             step_ready(e, &e->steps[i]);
     if (e->n_main == 0 && !e->finally_started)
         start_finally(e);
@@ -1305,7 +1460,7 @@ void irp_engine_interrupt(irp_engine *e)
             inst *in = &st->insts[k];
             if (in->state == IRP_ST_RUNNING && in->job_live && !irp_timer_active(&in->kill_timer)) {
                 in->stopped_by_user = true;
-                executor_of(e, st)->cancel(&in->job, SIGTERM);
+                executor_of(e, st)->cancel(in->job, SIGTERM);
                 in->kill_timer.data = in;
                 irp_timer_start(e->o.clock, &in->kill_timer, KILL_GRACE_MS, kill_timeout);
             }
@@ -1365,17 +1520,31 @@ void irp_engine_free(irp_engine *e)
             irp_timer_stop(&in->timer);
             irp_timer_stop(&in->kill_timer);
             if (in->job_live)
-                executor_of(e, st)->release(&in->job);
+                executor_of(e, st)->release(in->job);
+            if (in->job)
+                job_put(e, (ejob *)in->job);
             irp_value_unref(in->item);
             irp_value_unref(in->outputs);
             irp_value_unref(in->stdout_v);
-            free(in->log_path);
         }
-        free(st->dependents);
+        json_decref(st->id_json);
     }
+    for (ejob *j = e->free_jobs, *next; j; j = next) {
+        next = j->next_free;
+        free(j->log_path);
+        free(j);
+    }
+    free(e->dependents);
+    free(e->deps_left);
     engine_resume_free(e);
     engine_ask_close(e);
     json_decref(e->force_fail_ids);
+    json_decref(e->ts_text.json);
+    json_decref(e->wall_text.json);
+    for (size_t i = 0; i < ENGINE_N_HOT_NAMES; i++)
+        json_decref(e->hot_names[i]);
+    for (size_t i = 0; i < ENGINE_N_SMALL_INTS; i++)
+        json_decref(e->small_ints[i]);
     engine_deadlines_free(e);
     free(e->steps);
     irp_value_unref(e->vars);

@@ -43,73 +43,101 @@ typedef struct dstate {
     irp_timer timer, warn_timer;
 } dstate;
 
-struct inst {
-    sstate *st;
-    size_t index;
-    char *id;                    /* "step" or "step[item]" / "step[3]"; e->mem */
-    irp_value *item;             /* NULL without for_each */
-    irp_state state;
-    int attempt;
-    int64_t started_mono, started_wall, finished_wall;
-    irp_job job;
-    equestion *question;         /* a manual step's open question */
-    void (*answer_cb)(irp_job *job, int choice, const char *note);
-    bool job_live;               /* prepare ran; release pending */
-    irp_timer timer;             /* timeout, retry delay */
-    irp_timer kill_timer;        /* SIGKILL 5 s after SIGTERM */
-    bool timed_out;
-    bool has_slot;               /* counts against --jobs */
-    bool no_retry;               /* this failure is not retried (expression, journal) */
-    bool force_fail;             /* an inject failed it (simulate) */
-    bool stopped_by_user;        /* a second Ctrl-C terminated it */
-    signed char decision;        /* confirm: 0 not yet, 1 yes, -1 no, DECIDE_NOBODY */
-    char *log_path;              /* this attempt's log; malloc'd (a 100,000-instance
-                                    run must not carry 4 KiB of path per instance) */
-    irp_value *outputs, *stdout_v;
-    int exit_code;
-    inst *next;                  /* in the slot queue */
-    struct irp_scope scope;
-    struct scope_ctx *sctx;
-};
-
-struct sstate {
-    const irp_step *def;
-    irp_state state;
-    size_t deps_left;
-    size_t *dependents;
-    size_t n_dependents;
-    inst *insts;
-    size_t n, n_ended;
-    bool ready;                  /* became ready (expanded or skipped) */
-    int64_t started_wall, finished_wall;
-    int64_t prompted_wall;
-    /* irp resume: what the journal says about the step as a whole. */
-    json_t *items_restored;      /* its step.expanded list */
-    bool restored_end;
-    irp_state restored_state;
-    signed char restored_decision;
-    size_t asking;               /* instances asked one by one, not yet answered */
-    bool force_fail;             /* an inject failed the step before it started */
-    int64_t restored_finish;     /* irp resume: latest finish of its journaled instances */
-    size_t n_restored;           /* instances ended from the journal */
-    irp_engine *engine;          /* for prompt callbacks */
-};
+/* An attempt's job, taken from the engine's free list when the attempt
+ * begins and given back when it has finished: only the few live attempts
+ * carry an irp_job (most of it the executor's result buffers), so a
+ * 100,000-instance run keeps none of it per instance and the live ones
+ * stay in cache. */
+typedef struct ejob {
+    irp_job job;                 /* first: an irp_job * is an ejob * */
+    struct ejob *next_free;
+    char *log_path;              /* this attempt's log; malloc'd, kept for the next */
+    size_t log_cap;
+    bool on_stack;               /* an attempt failed before it began */
+} ejob;
 
 struct scope_ctx {
     irp_engine *e;
     inst *in;                    /* NULL outside an instance */
 };
 
-/* A time as journal text, and the time it was made for ("" when none). */
+struct inst {
+    sstate *st;
+    size_t index;
+    const char *id;              /* "step[item]" / "step[3]" in e->mem; without
+                                    for_each, the step's own id */
+    irp_value *item;             /* NULL without for_each */
+    irp_state state;
+    int attempt;
+    int64_t started_mono, started_wall, finished_wall;
+    irp_job *job;                /* the live attempt's (an ejob), or NULL */
+    equestion *question;         /* a manual step's open question */
+    void (*answer_cb)(irp_job *job, int choice, const char *note);
+    irp_timer timer;             /* timeout, retry delay */
+    irp_timer kill_timer;        /* SIGKILL 5 s after SIGTERM */
+    bool job_live;               /* prepare ran; release pending */
+    bool timed_out;
+    bool has_slot;               /* counts against --jobs */
+    bool no_retry;               /* this failure is not retried (expression, journal) */
+    bool force_fail;             /* an inject failed it (simulate) */
+    bool stopped_by_user;        /* a second Ctrl-C terminated it */
+    signed char decision;        /* confirm: 0 not yet, 1 yes, -1 no, DECIDE_NOBODY */
+    int exit_code;
+    irp_value *outputs, *stdout_v;
+    inst *next;                  /* in the slot queue */
+    struct irp_scope scope;
+    struct scope_ctx sctx;
+};
+
+/* Fields in order of use, small ones together: a 100,000-step run keeps
+ * one per step. */
+struct sstate {
+    const irp_step *def;
+    irp_state state;
+    bool ready;                  /* became ready (expanded or skipped) */
+    bool force_fail;             /* an inject failed the step before it started */
+    signed char restored_decision;
+    bool restored_end;
+    size_t *dependents;          /* in e->dependents */
+    size_t n_dependents;
+    inst *insts;
+    size_t n, n_ended;
+    json_t *id_json;             /* def->id as a json string, while it runs */
+    int64_t started_wall, finished_wall;
+    int64_t prompted_wall;
+    size_t asking;               /* instances asked one by one, not yet answered */
+    irp_engine *engine;          /* for prompt callbacks */
+    /* irp resume: what the journal says about the step as a whole (with
+     * restored_decision and restored_end above). */
+    irp_state restored_state;
+    json_t *items_restored;      /* its step.expanded list */
+    int64_t restored_finish;     /* latest finish of its journaled instances */
+    size_t n_restored;           /* instances ended from the journal */
+};
+
+/* A time as journal text, and the time it was made for ("" when none);
+ * json is that text as a json string, shared by the events of that time
+ * (or NULL). */
 typedef struct time_text {
     int64_t ms;
     char text[IRP_TIME_BUFSZ];
+    json_t *json;
 } time_text;
+
+/* Event names the engine journals once or twice per instance, as json
+ * strings made once. */
+#define ENGINE_N_HOT_NAMES 8
+/* Small integers (attempts, exit codes) as json numbers, made once. */
+#define ENGINE_N_SMALL_INTS 16
 
 struct irp_engine {
     irp_engine_opts o;
-    irp_arena mem;               /* instances, their scope contexts and ids */
+    irp_arena mem;               /* instances and their ids */
     sstate *steps;
+    size_t *dependents;          /* every step's dependents, in one block */
+    /* Per step, its needs not ended yet: apart from the steps, so that
+     * counting down a step's dependents touches one small array. */
+    size_t *deps_left;
     size_t n_steps, n_main, main_ended, total_ended;
     irp_value *vars;             /* map */
     inst *queue_head, *queue_tail;
@@ -131,11 +159,14 @@ struct irp_engine {
      * many events share a millisecond, and formatting one costs more
      * than the comparison. */
     time_text ts_text, wall_text;
+    json_t *hot_names[ENGINE_N_HOT_NAMES];
+    json_t *small_ints[ENGINE_N_SMALL_INTS];
     /* irp resume */
     json_t *restored_ix;         /* instance id → index in recs */
     restored *recs;
     size_t n_recs, cap_recs;
     json_t *rs_interrupted, *rs_rerun;  /* for run.resumed */
+    ejob *free_jobs;             /* jobs of finished attempts, for the next */
     struct scope_ctx run_sctx;
     irp_scope run_scope;
 };
