@@ -23,7 +23,8 @@
  * Timers started by a callback while others fire wait for the next batch
  * (those with seq >= the batch's limit), so a timer that restarts itself
  * with no delay gives the loop a turn instead of starving it (libuv
- * 1.44's own timers would run it again and again within one turn).
+ * 1.44's own timers would run it again and again within one turn) -- at
+ * max speed after at most a millisecond of batches (fire_due).
  */
 #include <assert.h>
 #include <math.h>
