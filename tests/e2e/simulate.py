@@ -631,7 +631,10 @@ def notes_from_another_process_join_the_batched_journal(c):
     """A simulation writes its lines in batches; `irp note` from another
     process meanwhile is neither held up nor lost: the chain stays one,
     every note is in it once, and report.md is what `irp report` prints."""
-    steps = "".join(f"  - id: w{i:03d}\n    wait: 36s\n" for i in range(200))
+    # 200 x 90 s at --speed 3600: five real seconds, time enough for a few
+    # `irp note` processes even on a loaded machine (each one starts,
+    # loads the journal and appends).
+    steps = "".join(f"  - id: w{i:03d}\n    wait: 90s\n" for i in range(200))
     pb = c.write("pb.yaml", playbook(steps))
     env = {k: v for k, v in os.environ.items() if k not in SCRUB}
     p = subprocess.Popen([IRP, "simulate", pb, "--runs", c.runs, "--speed", "3600"],
