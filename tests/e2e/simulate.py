@@ -692,6 +692,26 @@ def notes_from_another_process_join_the_batched_journal(c):
 
 
 @test
+def long_report_is_what_irp_report_prints(c):
+    """An exercise whose timeline outgrows the report's in-memory buffer
+    (its rows go to a file in the run directory as they are made): the
+    report.md written at the end is still exactly `irp report`, and no
+    file of those rows is left behind."""
+    steps = "".join(f"  - id: s{i:04d}\n    run: [probe, '{i}']\n    simulate: {{ duration: 1s }}\n"
+                    for i in range(3000))
+    r = c.ok(playbook(steps), "--speed", "max", "--seed", "5")
+    with open(os.path.join(r.dir, "report.md"), "rb") as f:
+        md = f.read()
+    check(len(md) > 600_000, f"report.md is only {len(md)} bytes")
+    rep = subprocess.run([IRP, "report", r.dir], capture_output=True, timeout=RUN_TIMEOUT)
+    eq(rep.returncode, 0, "irp report")
+    check(md == rep.stdout, "report.md differs from `irp report`")
+    eq(sorted(os.listdir(r.dir)),
+       ["inputs.json", "journal.jsonl", "lock", "logs", "playbook.yaml", "report.md"],
+       "files in the run directory")
+
+
+@test
 def usage_and_bad_options(c):
     """--help shows the usage; bad options are usage errors (exit 2)."""
     p = subprocess.run([IRP, "simulate", "--help"], capture_output=True, text=True,
