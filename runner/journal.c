@@ -382,12 +382,13 @@ struct irp_journal {
     irp_json_buf line;       /* the line being formatted; reused */
 
     /* irp_journal_set_batch: lines appended but not yet written, as one
-     * buffer of text and as objects (to format again if another process
-     * wrote in between), and the chain as it was before the first. */
+     * buffer of text with where each line begins (to chain them again if
+     * another process wrote in between), and the chain as it was before
+     * the first. */
     bool batch;
     uv_timer_t flusher;      /* writes the batch BATCH_MS after its first line */
     bool flusher_open;
-    json_t **pend;
+    size_t *pend;            /* offsets in pbuf */
     size_t n_pend, cap_pend;
     char *pbuf;
     size_t pbuf_len, pbuf_cap;
@@ -435,8 +436,6 @@ static void journal_free(irp_journal *j)
     free(j->watch);
     json_decref(j->foreign);
     free(j->line.p);
-    for (size_t i = 0; i < j->n_pend; i++)
-        json_decref(j->pend[i]);
     free(j->pend);
     free(j->pbuf);
     free(j);
@@ -660,9 +659,10 @@ void irp_journal_close(irp_journal *j)
 
 /* ---- append ------------------------------------------------------------ */
 
+/* A tap that failed, or lost the journal's order, is told nothing more. */
 static void tap(irp_journal *j, json_t *line)
 {
-    int rc = j->tap ? j->tap(j->tap_ctx, line) : 0;
+    int rc = j->tap && !j->tap_err ? j->tap(j->tap_ctx, line) : 0;
 
     if (rc != 0 && !j->tap_err)
         j->tap_err = rc;
@@ -675,6 +675,11 @@ static int on_foreign(void *ctx, const irp_journal_line *line)
 
     if (j->watch && name && strcmp(name, j->watch) == 0)
         json_array_append(j->foreign, line->ev);
+    /* A batch's lines went to the tap as they were appended; another
+     * writer's line found when the batch is written comes before them in
+     * the file but after them at the tap. */
+    if (j->n_pend && j->tap && !j->tap_err)
+        j->tap_err = IRP_EBUSY;
     tap(j, line->ev);
     return 0;
 }
@@ -832,17 +837,13 @@ static int pbuf_add(irp_journal *j, const char *text, size_t len)
     return 0;
 }
 
-/* Format ev as the next line of the chain as this handle knows it, into
- * the pending text. */
-static int pend_line(irp_journal *j, json_t *ev)
+/* Hash the line in j->line (len bytes before its newline), add it to
+ * the pending text and make it the chain's head. */
+static int pend_text(irp_journal *j, size_t len)
 {
     char hash[IRP_SHA256_HEX];
-    size_t len;
-    int rc;
+    int rc = sha256_hex(j->line.p, len, hash);
 
-    if ((rc = format_line(j, ev, &len)) < 0)
-        return rc;
-    rc = sha256_hex(j->line.p, len, hash);
     if (rc == 0)
         rc = pbuf_add(j, j->line.p, len + 1);
     if (rc < 0)
@@ -851,6 +852,46 @@ static int pend_line(irp_journal *j, json_t *ev)
     memcpy(j->ch.head, hash, sizeof hash);
     j->size += (off_t)len + 1;
     return 0;
+}
+
+/* Format ev as the next line of the chain as this handle knows it, into
+ * the pending text. */
+static int pend_line(irp_journal *j, json_t *ev)
+{
+    size_t len;
+    int rc = format_line(j, ev, &len);
+
+    return rc < 0 ? rc : pend_text(j, len);
+}
+
+/* The pending line text[0..len) (with its newline) as the next line of
+ * the chain: its members as they were, a new seq and prev.  A line is
+ * {"seq":N<members>,"prev":"<64 hex>"}\n, as format_line made it. */
+enum { LINE_HEAD = 7, LINE_TAIL = 76 };   /* {"seq":  and  ,"prev":"…"}\n */
+
+static int rechain_line(irp_journal *j, const char *text, size_t len)
+{
+    char digits[24], *d = digits + sizeof digits;
+    uint64_t seq = j->ch.n + 1;
+    size_t at = LINE_HEAD;
+
+    while (at < len && text[at] >= '0' && text[at] <= '9')
+        at++;
+    if (len < at + LINE_TAIL)
+        return IRP_EINTERNAL;
+    do
+        *--d = (char)('0' + seq % 10);
+    while ((seq /= 10) != 0);
+    size_t nd = (size_t)(digits + sizeof digits - d), members = len - LINE_TAIL - at;
+    if (LINE_HEAD + nd + members + LINE_TAIL - 1 > IRP_JOURNAL_MAX_LINE)
+        return IRP_ELIMIT;
+    irp_json_buf *b = &j->line;
+    b->len = 0;
+    if (irp_json_buf_put(b, text, LINE_HEAD) || irp_json_buf_put(b, d, nd) ||
+        irp_json_buf_put(b, text + at, members) || irp_json_buf_put(b, ",\"prev\":\"", 9) ||
+        irp_json_buf_put(b, j->ch.head, 64) || irp_json_buf_put(b, "\"}\n", 3))
+        return IRP_ENOMEM;
+    return pend_text(j, b->len - 1);
 }
 
 static void on_flusher(uv_timer_t *h)
@@ -866,7 +907,7 @@ static int append_pending(irp_journal *j, json_t *ev)
         return j->batch_err;
     if (j->n_pend == j->cap_pend) {
         size_t cap = j->cap_pend ? j->cap_pend * 2 : 256;
-        json_t **p = realloc(j->pend, cap * sizeof *p);
+        size_t *p = realloc(j->pend, cap * sizeof *p);
         if (!p)
             return IRP_ENOMEM;
         j->pend = p;
@@ -882,9 +923,14 @@ static int append_pending(irp_journal *j, json_t *ev)
         if (j->flusher_open && !j->closing)
             uv_timer_start(&j->flusher, on_flusher, j->fsync_on ? 0 : BATCH_MS, 0);
     }
+    size_t at = j->pbuf_len;
     rc = pend_line(j, ev);
-    if (rc == 0)
-        j->pend[j->n_pend++] = json_incref(ev);
+    if (rc == 0) {
+        j->pend[j->n_pend++] = at;
+        /* In the file's order unless another writer comes in between,
+         * which on_foreign tells the tap when the batch is written. */
+        tap(j, ev);
+    }
     if (rc == 0 && j->pbuf_len >= BATCH_BYTES)
         rc = irp_journal_flush(j);
     return rc;
@@ -903,10 +949,17 @@ static int flush_locked(irp_journal *j)
         return rc;
     if (j->ch.n != j->base.n) {
         off_t at = j->size;
+        char *old = j->pbuf;
+        size_t old_len = j->pbuf_len;
 
-        j->pbuf_len = 0;
-        for (size_t i = 0; i < j->n_pend && rc == 0; i++)
-            rc = pend_line(j, j->pend[i]);
+        j->pbuf = NULL;
+        j->pbuf_len = j->pbuf_cap = 0;
+        for (size_t i = 0; i < j->n_pend && rc == 0; i++) {
+            size_t start = j->pend[i], end = i + 1 < j->n_pend ? j->pend[i + 1] : old_len;
+            j->pend[i] = j->pbuf_len;
+            rc = rechain_line(j, old + start, end - start);
+        }
+        free(old);
         j->size = at;
         if (rc < 0)
             return rc;
@@ -938,13 +991,12 @@ int irp_journal_flush(irp_journal *j)
         } else {
             j->size += (off_t)j->pbuf_len;
         }
-        for (size_t i = 0; i < j->n_pend; i++)
-            tap(j, j->pend[i]);
-    } else if (!j->batch_err) {
-        j->batch_err = rc;
+    } else {
+        if (!j->batch_err)
+            j->batch_err = rc;
+        if (!j->tap_err)
+            j->tap_err = rc;     /* it saw lines the file does not have */
     }
-    for (size_t i = 0; i < j->n_pend; i++)
-        json_decref(j->pend[i]);
     j->n_pend = 0;
     j->pbuf_len = 0;
     return rc;

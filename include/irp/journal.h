@@ -78,10 +78,10 @@ int irp_journal_open(const char *path, bool repair, irp_journal **out,
  * running the loop until it has no more work before uv_loop_close(). */
 void irp_journal_close(irp_journal *j);
 
-/* Append one event, a JSON object the caller still owns, that is not
- * modified, and that the caller must not change afterwards (a batch, and
- * the tap, may still read it): the line written is `ev` with "seq" and "prev" added (see the
- * key order above), and *seq (may be NULL) is set to its number.
+/* Append one event, a JSON object the caller still owns (the journal
+ * keeps no reference): the line written is `ev` with "seq" and "prev"
+ * added (see the key order above), and *seq (may be NULL) is set to its
+ * number.
  *   IRP_EINVAL    ev is not an object, has a "seq" or "prev" key, or holds
  *                 a string that is not UTF-8
  *   IRP_ELIMIT    the line would exceed IRP_JOURNAL_MAX_LINE
@@ -113,9 +113,10 @@ int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
  * lines are many and whose actions are not real; with durability on, 0:
  * before the loop next waits), and at irp_journal_flush, sync,
  * sync_async (an action waiting for its line writes the batch first),
- * refresh and close; the tap sees them then.  A process that writes to the journal meanwhile (`irp
- * note`, `irp answer`) is not held up: its lines come first, and the
- * batch is chained after them (so the seq an append returned may grow).
+ * refresh and close.  A process that writes to the journal meanwhile
+ * (`irp note`, `irp answer`) is not held up: its lines come first, and
+ * the batch is chained after them (so the seq an append returned may
+ * grow).
  * A batch that cannot be written fails the next append (and flush and
  * sync) with its error.  Turning durability on or off flushes.  Close
  * the handle before the loop's last run, which then frees it.
@@ -131,14 +132,18 @@ int irp_journal_flush(irp_journal *j);
  * that error. */
 bool irp_journal_is_durable(irp_journal *j, uint64_t seq);
 
-/* Called with each line this handle appends, and with each line another
- * process appended that this handle catches up with, in journal order:
- * for its own lines `line` is the event as given to append (without seq
- * and prev), for the others' the whole line parsed.  Borrowed for the
- * call (json_incref it to keep it).  The lock may be held during the
- * call, so fn must not touch the journal.  A non-zero return is
- * remembered and reported by irp_journal_tap_error() (the journal itself
- * carries on).  fn NULL removes the tap. */
+/* Called with each line this handle appends, from inside the append
+ * (batched too), and with each line another process appended that this
+ * handle catches up with, in journal order: for its own lines `line` is
+ * the event as given to append (without seq and prev), for the others'
+ * the whole line parsed.  Borrowed for the call (json_incref it to keep
+ * it).  The lock may be held during the call, so fn must not touch the
+ * journal.  A non-zero return is remembered and reported by
+ * irp_journal_tap_error() (the journal itself carries on), and the tap
+ * is not called again.  So is IRP_EBUSY when another process's lines
+ * land before a batch the tap has already seen (the tap no longer has
+ * the file's order), and a batch's error when it could not be written:
+ * read the journal back instead.  fn NULL removes the tap. */
 typedef int (*irp_journal_tap_fn)(void *ctx, json_t *line);
 void irp_journal_set_tap(irp_journal *j, irp_journal_tap_fn fn, void *ctx);
 int irp_journal_tap_error(const irp_journal *j);
