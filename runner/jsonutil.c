@@ -114,10 +114,8 @@ json_t *irp_json_map_b64(const irp_value *map)
 
 /* ---- compact JSON text ------------------------------------------------ */
 
-static int reserve(irp_json_buf *b, size_t more)
+static int grow(irp_json_buf *b, size_t more)
 {
-    if (more <= b->cap - b->len)
-        return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < more) {
         if (cap > SIZE_MAX / 2)
@@ -132,7 +130,13 @@ static int reserve(irp_json_buf *b, size_t more)
     return 0;
 }
 
-static int put(irp_json_buf *b, const char *s, size_t n)
+/* Room for `more` bytes: a compare, but for the rare growth. */
+static inline int reserve(irp_json_buf *b, size_t more)
+{
+    return more <= b->cap - b->len ? 0 : grow(b, more);
+}
+
+static inline int put(irp_json_buf *b, const char *s, size_t n)
 {
     if (reserve(b, n))
         return IRP_ENOMEM;
@@ -153,51 +157,62 @@ static bool plain_byte(unsigned char c)
     return c >= 0x20 && c != '"' && c != '\\' && c < 0x80;
 }
 
-static int put_escape(irp_json_buf *b, unsigned char c)
+/* c escaped at o, as jansson escapes it; returns the bytes written. */
+static size_t escape(char *o, unsigned char c)
 {
     static const char hex[] = "0123456789ABCDEF";
-    char e[6] = { '\\', 0 };
-    size_t n = 2;
+    o[0] = '\\';
     switch (c) {
-    case '"': e[1] = '"'; break;
-    case '\\': e[1] = '\\'; break;
-    case '\b': e[1] = 'b'; break;
-    case '\f': e[1] = 'f'; break;
-    case '\n': e[1] = 'n'; break;
-    case '\r': e[1] = 'r'; break;
-    case '\t': e[1] = 't'; break;
+    case '"': o[1] = '"'; return 2;
+    case '\\': o[1] = '\\'; return 2;
+    case '\b': o[1] = 'b'; return 2;
+    case '\f': o[1] = 'f'; return 2;
+    case '\n': o[1] = 'n'; return 2;
+    case '\r': o[1] = 'r'; return 2;
+    case '\t': o[1] = 't'; return 2;
     default:   /* jansson's "\\u%04X" */
-        memcpy(e + 1, "u00", 3);
-        e[4] = hex[c >> 4];
-        e[5] = hex[c & 15];
-        n = 6;
+        memcpy(o + 1, "u00", 3);
+        o[4] = hex[c >> 4];
+        o[5] = hex[c & 15];
+        return 6;
     }
-    return put(b, e, n);
 }
+
+/* Input is taken this much at a time, with room for each byte escaped
+ * (6 bytes) reserved once per piece: a byte then costs a test and a
+ * store, where a put() per run of plain bytes cost a call and a check. */
+#define STRING_PIECE 4096
 
 static int put_string(irp_json_buf *b, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
-    if (reserve(b, len + 2))
+    size_t i = 0;
+    if (put(b, "\"", 1))
         return IRP_ENOMEM;
-    b->p[b->len++] = '"';
-    for (size_t i = 0; i < len;) {
-        size_t run = i;
-        while (run < len && plain_byte(u[run]))
-            run++;
-        if (run > i) {
-            if (put(b, s + i, run - i))
-                return IRP_ENOMEM;
-            i = run;
-            continue;
+    while (i < len) {
+        size_t stop = len - i > STRING_PIECE ? i + STRING_PIECE : len;
+        /* A UTF-8 sequence begun before stop may end up to 3 bytes after. */
+        if (reserve(b, (stop - i) * 6 + 3))
+            return IRP_ENOMEM;
+        char *o = b->p + b->len;
+        while (i < stop) {
+            unsigned char c = u[i];
+            if (plain_byte(c)) {
+                *o++ = (char)c;
+                i++;
+            } else if (c < 0x80) {
+                o += escape(o, c);
+                i++;
+            } else {
+                size_t n = utf8_seq(u + i, len - i);
+                if (n == 0)
+                    return IRP_EINVAL;
+                memcpy(o, s + i, n);
+                o += n;
+                i += n;
+            }
         }
-        size_t n = utf8_seq(u + i, len - i);
-        if (n == 0)
-            return IRP_EINVAL;
-        int rc = n == 1 ? put_escape(b, u[i]) : put(b, s + i, n);
-        if (rc)
-            return rc;
-        i += n;
+        b->len = (size_t)(o - b->p);
     }
     return put(b, "\"", 1);
 }
