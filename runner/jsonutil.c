@@ -150,13 +150,6 @@ int irp_json_buf_put(irp_json_buf *b, const char *s, size_t n)
     return put(b, s, n);
 }
 
-/* Bytes a string may hold as they are: printable ASCII but '"' and '\\',
- * and all of UTF-8's multi-byte sequences (checked apart). */
-static bool plain_byte(unsigned char c)
-{
-    return c >= 0x20 && c != '"' && c != '\\' && c < 0x80;
-}
-
 /* c escaped at o, as jansson escapes it; returns the bytes written. */
 static size_t escape(char *o, unsigned char c)
 {
@@ -183,6 +176,27 @@ static size_t escape(char *o, unsigned char c)
  * store, where a put() per run of plain bytes cost a call and a check. */
 #define STRING_PIECE 4096
 
+/* Bytes a string holds as they are: printable ASCII but '"' and '\\'.
+ * Others are escaped, or begin a UTF-8 sequence (checked apart). */
+static const bool plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static int put_string(irp_json_buf *b, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -196,11 +210,15 @@ static int put_string(irp_json_buf *b, const char *s, size_t len)
             return IRP_ENOMEM;
         char *o = b->p + b->len;
         while (i < stop) {
+            size_t run = i;
+            while (run < stop && plain[u[run]])
+                run++;
+            memcpy(o, s + i, run - i);
+            o += run - i;
+            if ((i = run) == stop)
+                break;
             unsigned char c = u[i];
-            if (plain_byte(c)) {
-                *o++ = (char)c;
-                i++;
-            } else if (c < 0x80) {
+            if (c < 0x80) {
                 o += escape(o, c);
                 i++;
             } else {
