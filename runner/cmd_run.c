@@ -105,6 +105,20 @@ static int check_runnable(const irp_playbook *pb)
     return bad;
 }
 
+/* The first `n`-byte needle in [p, end), or NULL.  A playbook of 100,000
+ * steps has hundreds of thousands of ${{ }} spans: memmem's set-up for
+ * each search cost more than memchr's scan to the next first byte. */
+static const char *find(const char *p, const char *end, const char *needle, size_t n)
+{
+    while (p && (size_t)(end - p) >= n) {
+        p = memchr(p, needle[0], (size_t)(end - p) - n + 1);
+        if (!p || memcmp(p, needle, n) == 0)
+            return p;
+        p++;
+    }
+    return NULL;
+}
+
 /* Secrets referenced anywhere in templates: their values are redacted
  * from logs and removed from children's inherited environment.  Names are
  * found inside ${{ }} spans of the playbook's text. */
@@ -112,11 +126,11 @@ static int collect_secrets(const irp_playbook *pb, strvec *names, strvec *values
 {
     const char *p = pb->src, *end = pb->src + pb->src_len;
     int missing = 0;
-    while ((p = memmem(p, (size_t)(end - p), "${{", 3))) {
-        const char *close = memmem(p, (size_t)(end - p), "}}", 2);
+    while ((p = find(p, end, "${{", 3))) {
+        const char *close = find(p, end, "}}", 2);
         if (!close)
             break;
-        for (const char *q = p; (q = memmem(q, (size_t)(close - q), "secrets.", 8)); q += 8) {
+        for (const char *q = p; (q = find(q, close, "secrets.", 8)); q += 8) {
             const char *n = q + 8, *e = n;
             while (e < close && (e[0] == '_' || (e[0] >= 'A' && e[0] <= 'Z') ||
                                  (e[0] >= 'a' && e[0] <= 'z') || (e[0] >= '0' && e[0] <= '9')))
