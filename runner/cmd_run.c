@@ -369,7 +369,9 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
         .answers = a->answers, .rerun_interrupted = a->rerun_interrupted,
         .base_env = (const char *const *)env->v,
         .redact = redact->v ? (const char *const *)redact->v : (const char *const[]){ NULL },
-        .executor = a->sim ? a->sim->executor : irp_exec_real, .on_event = print_event,
+        .executor = a->sim ? a->sim->executor : irp_exec_real,
+        /* Quiet, no event is shown: none is made into an object for it. */
+        .on_event = common->quiet ? NULL : print_event,
         .ctx = &ui, .auto_answer = a->sim && a->sim->auto_answer,
         .seed = a->sim ? a->sim->seed : 0,
     };

@@ -9,6 +9,7 @@
 
 #include "engine_int.h"
 #include "irp/error.h"
+#include "irp/event.h"
 #include "irp/jsonutil.h"
 #include "irp/template.h"
 #include "irp/timeutil.h"
@@ -43,14 +44,22 @@ static json_t *time_json(int64_t ms)
 /* ms as a journal text json string (a new reference), made again only
  * when it changed since the last call with c: at full speed many events
  * share a millisecond.  The text is ASCII, so jansson need not check it. */
-static json_t *time_json_cached(int64_t ms, time_text *c)
+static const char *time_text_of(int64_t ms, time_text *c)
 {
-    if (c->ms != ms || !c->text[0] || !c->json) {
+    if (c->ms != ms || !c->text[0]) {
         irp_time_format(ms, c->text);
         c->ms = ms;
         json_decref(c->json);
-        c->json = json_string_nocheck(c->text);
+        c->json = NULL;
     }
+    return c->text;
+}
+
+static json_t *time_json_cached(int64_t ms, time_text *c)
+{
+    time_text_of(ms, c);
+    if (!c->json)
+        c->json = json_string_nocheck(c->text);
     return json_incref(c->json);
 }
 
@@ -129,25 +138,85 @@ static json_t *inst_event(irp_engine *e, const char *name, const inst *in)
     return ev;
 }
 
-/* Appends and frees ev.  A journal that cannot be written stops the run
- * from starting anything new, `finally` included (exit 4). */
-int engine_emit(irp_engine *e, json_t *ev, uint64_t *seq)
+/* Appends ev.  A journal that cannot be written stops the run from
+ * starting anything new, `finally` included (exit 4). */
+static int emit_event(irp_engine *e, irp_event *ev, uint64_t *seq)
 {
     uint64_t s = 0;
     int rc = e->journal_err ? e->journal_err
-             : e->o.journal ? irp_journal_append(e->o.journal, ev, &s) : 0;
+             : e->o.journal ? irp_journal_append_event(e->o.journal, ev, &s) : 0;
     if (rc && !e->journal_err) {
         e->journal_err = rc;
         e->aborting = true;
         fprintf(stderr, "irp: cannot write the journal: %s; starting nothing new\n",
                 irp_strerror(rc));
     }
-    if (!rc && e->o.on_event)
-        e->o.on_event(e->o.ctx, ev);
-    json_decref(ev);
+    json_t *obj = !rc && e->o.on_event ? irp_event_json(ev) : NULL;
+    if (obj)
+        e->o.on_event(e->o.ctx, obj);
     if (seq)
         *seq = s;
     return rc;
+}
+
+/* Appends and frees ev. */
+int engine_emit(irp_engine *e, json_t *ev, uint64_t *seq)
+{
+    irp_event x = IRP_EVENT_OF(ev);
+    int rc = emit_event(e, &x, seq);
+    json_decref(ev);
+    return rc;
+}
+
+/* The frequent events of an instance are made as fields, not objects
+ * (irp/event.h): ts, wall, event, step, instance and attempt, as
+ * inst_event makes them, then up to INST_MORE of the event's own. */
+enum { INST_HEAD = 6, INST_MORE = 8 };
+typedef struct inst_fields {
+    irp_event_field f[INST_HEAD + INST_MORE];
+    size_t n;
+} inst_fields;
+
+static void field_text(inst_fields *x, const char *key, const char *s)
+{
+    x->f[x->n++] = IRP_EVF_TEXT(key, s, strlen(s));
+}
+
+static void field_num(inst_fields *x, const char *key, int64_t v)
+{
+    x->f[x->n++] = IRP_EVF_NUM(key, v);
+}
+
+static void field_value(inst_fields *x, const char *key, const json_t *v)
+{
+    x->f[x->n++] = IRP_EVF_VALUE(key, v);
+}
+
+static void inst_head(irp_engine *e, inst_fields *x, const char *name, const inst *in)
+{
+    e->last_event_wall = irp_clock_wall_ms(e->o.clock);
+    x->n = 0;
+    field_text(x, "ts", time_text_of(e->last_event_wall, &e->ts_text));
+    field_text(x, "wall", time_text_of(real_wall_ms(), &e->wall_text));
+    field_text(x, "event", name);
+    field_text(x, "step", in->st->def->id);
+    field_text(x, "instance", in->st->def->has_for_each ? in->id : in->st->def->id);
+    field_num(x, "attempt", in->attempt ? in->attempt : 1);
+}
+
+static int emit_fields(irp_engine *e, inst_fields *x, uint64_t *seq)
+{
+    irp_event ev = IRP_EVENT_FIELDS(x->f, x->n);
+    int rc = emit_event(e, &ev, seq);
+    irp_event_done(&ev);
+    return rc;
+}
+
+static const json_t *empty_object(irp_engine *e)
+{
+    if (!e->empty_object)
+        e->empty_object = json_object();
+    return e->empty_object;
 }
 
 /* ---- helpers -------------------------------------------------------- */
@@ -478,11 +547,6 @@ static int64_t retry_delay(const irp_step *s, int attempt)
     return d > MAX_RETRY_DELAY_MS ? MAX_RETRY_DELAY_MS : (int64_t)d;
 }
 
-static json_t *outputs_json(const irp_value *v)
-{
-    return v ? irp_json_map_b64(v) : json_object();
-}
-
 static void release_job(irp_engine *e, inst *in)
 {
     if (in->job_live)
@@ -583,20 +647,24 @@ static void attempt_finished(irp_job *job)
         fprintf(stderr, "irp: %s: cannot write the run's files: %s; starting nothing new\n",
                 in->id, irp_strerror(job->storage_error));
     }
-    json_t *ev = inst_event(e, "step.finished", in);
-    json_object_set_new_nocheck(ev, "status", json_string_nocheck(irp_state_name(state)));
+    inst_fields x;
+    inst_head(e, &x, "step.finished", in);
+    field_text(&x, "status", irp_state_name(state));
     if (job->exit_code >= 0)
-        json_object_set_new_nocheck(ev, "exit_code", int_json(e, job->exit_code));
+        field_num(&x, "exit_code", job->exit_code);
     if (job->term_signal)
-        json_object_set_new_nocheck(ev, "signal", json_integer(job->term_signal));
-    json_object_set_new_nocheck(ev, "duration_ms",
-                                json_integer(irp_clock_now_ms(e->o.clock) - in->started_mono));
-    json_object_set_new_nocheck(ev, "outputs", outputs_json(in->outputs));
+        field_num(&x, "signal", job->term_signal);
+    field_num(&x, "duration_ms", irp_clock_now_ms(e->o.clock) - in->started_mono);
+    json_t *outputs = in->outputs ? irp_json_map_b64(in->outputs) : NULL;
+    field_value(&x, "outputs", outputs ? outputs : empty_object(e));
     if (job->log_sha256[0])
-        json_object_set_new_nocheck(ev, "log_sha256", json_string_nocheck(job->log_sha256));
-    if (job->error[0])
-        json_object_set_new_nocheck(ev, "error", json_string(job->error));
-    engine_emit(e, ev, NULL);
+        field_text(&x, "log_sha256", job->log_sha256);
+    /* Text that is not UTF-8 has no place in JSON: left out, as a json
+     * string would have refused it. */
+    if (job->error[0] && irp_utf8_valid(job->error, strlen(job->error)))
+        field_text(&x, "error", job->error);
+    emit_fields(e, &x, NULL);
+    json_decref(outputs);
     release_job(e, in);
     if (in->job == job)
         in->job = NULL;
@@ -609,10 +677,10 @@ static void attempt_finished(irp_job *job)
     in->no_retry = false;
     if (again) {
         int64_t delay = retry_delay(in->st->def, in->attempt);
-        ev = inst_event(e, "step.retrying", in);
-        json_object_set_new_nocheck(ev, "next_attempt", int_json(e, in->attempt + 1));
-        json_object_set_new_nocheck(ev, "delay_ms", json_integer(delay));
-        engine_emit(e, ev, NULL);
+        inst_head(e, &x, "step.retrying", in);
+        field_num(&x, "next_attempt", in->attempt + 1);
+        field_num(&x, "delay_ms", delay);
+        emit_fields(e, &x, NULL);
         in->state = IRP_ST_WAITING;
         in->timer.data = in;
         irp_timer_start(e->o.clock, &in->timer, delay, retry_due);
@@ -849,10 +917,13 @@ static void start_attempt(irp_engine *e, inst *in)
         fail_attempt(e, in, "expression", err[0] ? err : irp_strerror(rc));
         return;
     }
-    json_t *ev = inst_event(e, "step.started", in);
-    json_object_set_new_nocheck(ev, "action", action ? action : json_object());
+    inst_fields f;
+    inst_head(e, &f, "step.started", in);
+    field_value(&f, "action", action ? action : empty_object(e));
     uint64_t seq = 0;
-    if (engine_emit(e, ev, &seq)) {
+    int erc = emit_fields(e, &f, &seq);
+    json_decref(action);
+    if (erc) {
         fail_attempt(e, in, "journal", irp_strerror(e->journal_err));
         return;
     }
@@ -1545,6 +1616,7 @@ void irp_engine_free(irp_engine *e)
         json_decref(e->hot_names[i]);
     for (size_t i = 0; i < ENGINE_N_SMALL_INTS; i++)
         json_decref(e->small_ints[i]);
+    json_decref(e->empty_object);
     engine_deadlines_free(e);
     free(e->steps);
     irp_value_unref(e->vars);

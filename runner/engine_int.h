@@ -161,6 +161,7 @@ struct irp_engine {
     time_text ts_text, wall_text;
     json_t *hot_names[ENGINE_N_HOT_NAMES];
     json_t *small_ints[ENGINE_N_SMALL_INTS];
+    json_t *empty_object;        /* {}, shared by the events that have one */
     /* irp resume */
     json_t *restored_ix;         /* instance id → index in recs */
     restored *recs;

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "irp/error.h"
+#include "irp/event.h"
 #include "irp/journal.h"
 #include "irp/jsonutil.h"
 
@@ -660,7 +661,7 @@ void irp_journal_close(irp_journal *j)
 /* ---- append ------------------------------------------------------------ */
 
 /* A tap that failed, or lost the journal's order, is told nothing more. */
-static void tap(irp_journal *j, json_t *line)
+static void tap(irp_journal *j, irp_event *line)
 {
     int rc = j->tap && !j->tap_err ? j->tap(j->tap_ctx, line) : 0;
 
@@ -680,7 +681,8 @@ static int on_foreign(void *ctx, const irp_journal_line *line)
      * the file but after them at the tap. */
     if (j->n_pend && j->tap && !j->tap_err)
         j->tap_err = IRP_EBUSY;
-    tap(j, line->ev);
+    irp_event ev = IRP_EVENT_OF(line->ev);
+    tap(j, &ev);
     return 0;
 }
 
@@ -709,8 +711,11 @@ static int catch_up(irp_journal *j)
     return rc;
 }
 
-static int check_event(json_t *ev)
+static int check_event(const irp_event *e)
 {
+    json_t *ev = e->json;
+    if (!ev && e->f)
+        return 0;   /* the caller's own keys, none of them seq or prev */
     if (!json_is_object(ev))
         return IRP_EINVAL;
     if (json_object_get(ev, "seq") || json_object_get(ev, "prev"))
@@ -724,7 +729,7 @@ static int check_event(json_t *ev)
  * holding seq, prev and ev's members cost more than the members' text.
  * ev's keys were checked when they went in (or deliberately not): a
  * string that is not UTF-8 is refused here, as json_dumpb refuses it. */
-static int format_line(irp_journal *j, const json_t *ev, size_t *len)
+static int format_line(irp_journal *j, const irp_event *ev, size_t *len)
 {
     irp_json_buf *b = &j->line;
     char digits[24], *d = digits + sizeof digits;
@@ -739,7 +744,7 @@ static int format_line(irp_journal *j, const json_t *ev, size_t *len)
     if (irp_json_buf_put(b, "{\"seq\":", 7) || irp_json_buf_put(b, d, nd))
         return IRP_ENOMEM;
     size_t before = b->len;
-    if ((rc = irp_json_buf_put(b, ",", 1)) || (rc = irp_json_dump_members(ev, b)))
+    if ((rc = irp_json_buf_put(b, ",", 1)) || (rc = irp_event_dump_members(ev, b)))
         return rc;
     if (b->len == before + 1)
         b->len = before;           /* no members: no comma */
@@ -765,7 +770,7 @@ static int write_line(irp_journal *j, const char *buf, size_t len)
     return rc;
 }
 
-static int append_locked(irp_journal *j, json_t *ev)
+static int append_locked(irp_journal *j, irp_event *ev)
 {
     char hash[IRP_SHA256_HEX];
     size_t len;
@@ -785,9 +790,15 @@ static int append_locked(irp_journal *j, json_t *ev)
     return rc;
 }
 
-static int append_pending(irp_journal *j, json_t *ev);
+static int append_pending(irp_journal *j, irp_event *ev);
 
 int irp_journal_append(irp_journal *j, json_t *ev, uint64_t *seq)
+{
+    irp_event e = IRP_EVENT_OF(ev);
+    return irp_journal_append_event(j, &e, seq);
+}
+
+int irp_journal_append_event(irp_journal *j, irp_event *ev, uint64_t *seq)
 {
     int rc;
 
@@ -856,7 +867,7 @@ static int pend_text(irp_journal *j, size_t len)
 
 /* Format ev as the next line of the chain as this handle knows it, into
  * the pending text. */
-static int pend_line(irp_journal *j, json_t *ev)
+static int pend_line(irp_journal *j, const irp_event *ev)
 {
     size_t len;
     int rc = format_line(j, ev, &len);
@@ -899,7 +910,7 @@ static void on_flusher(uv_timer_t *h)
     (void)irp_journal_flush(h->data);   /* a failure is sticky: the next append says so */
 }
 
-static int append_pending(irp_journal *j, json_t *ev)
+static int append_pending(irp_journal *j, irp_event *ev)
 {
     int rc;
 

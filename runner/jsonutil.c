@@ -325,6 +325,20 @@ static int dump_value(const json_t *v, irp_json_buf *b, int depth)
     return IRP_EINVAL;
 }
 
+int irp_json_buf_put_string(irp_json_buf *buf, const char *s, size_t len)
+{
+    size_t before = buf->len;
+    int rc = put_string(buf, s, len);
+    if (rc)
+        buf->len = before;
+    return rc;
+}
+
+int irp_json_buf_put_int(irp_json_buf *buf, int64_t v)
+{
+    return put_integer(buf, (json_int_t)v);
+}
+
 int irp_json_dump(const json_t *v, irp_json_buf *buf)
 {
     size_t len = buf->len;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "irp/error.h"
+#include "irp/event.h"
 #include "irp/report.h"
 #include "irp/timeutil.h"
 #include "rundir.h"
@@ -163,9 +164,9 @@ static void join_list(FILE *f, const json_t *list, const char *sep)
 
 /* ---- what each event says, in a few words --------------------------- */
 
-static int64_t int_or(const json_t *v, int64_t dflt)
+static int64_t ev_int(irp_runlog_int v, int64_t dflt)
 {
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+    return v.set ? v.v : dflt;
 }
 
 static void describe_started(obuf *o, const irp_runlog_event *e)
@@ -173,7 +174,7 @@ static void describe_started(obuf *o, const irp_runlog_event *e)
     const json_t *a = e->action;
     const json_t *argv = json_object_get(a, "argv");
     OB_LIT(o, "attempt ");
-    ob_int(o, (long long)int_or(e->attempt, 1));
+    ob_int(o, (long long)ev_int(e->attempt, 1));
     if (argv) {
         OB_LIT(o, ": ");
         ob_join_list(o, argv, " ");
@@ -193,8 +194,8 @@ static void describe_started(obuf *o, const irp_runlog_event *e)
 
 static void describe_finished(obuf *o, const irp_runlog_event *e)
 {
-    int64_t exit_code = int_or(e->exit_code, -1), sig = int_or(e->signal, 0);
-    int64_t duration = int_or(e->duration_ms, -1);
+    int64_t exit_code = ev_int(e->exit_code, -1), sig = ev_int(e->signal, 0);
+    int64_t duration = ev_int(e->duration_ms, -1);
     ob_puts(o, e->status ? e->status : "ended");
     if (exit_code >= 0) {
         OB_LIT(o, ", exit ");
@@ -230,12 +231,12 @@ static bool describe_fast(obuf *o, const irp_runlog_event *e)
         return true;
     case IRP_RUNLOG_EV_STEP_SPAWNED:
         OB_LIT(o, "pid ");
-        ob_int(o, (long long)int_or(e->pid, 0));
+        ob_int(o, (long long)ev_int(e->pid, 0));
         return true;
     case IRP_RUNLOG_EV_STEP_RETRYING:
-        irp_duration_format(int_or(e->delay_ms, 0), d, sizeof d);
+        irp_duration_format(ev_int(e->delay_ms, 0), d, sizeof d);
         OB_LIT(o, "attempt ");
-        ob_int(o, (long long)int_or(e->next_attempt, 0));
+        ob_int(o, (long long)ev_int(e->next_attempt, 0));
         OB_LIT(o, " in ");
         ob_puts(o, d);
         return true;
@@ -1582,16 +1583,24 @@ int irp_report_stream_new(const irp_playbook *pb, const char *run_dir, irp_repor
     return 0;
 }
 
-int irp_report_stream_feed(void *ctx, json_t *line)
+int irp_report_stream_feed(void *ctx, irp_event *line)
 {
     irp_report_stream *s = ctx;
     irp_runlog_event e;
 
     if (s->err)
         return s->err;
-    /* The line's fields are read once, for the model and the row. */
-    irp_runlog_event_read(line, &s->log->ts_memo, &e);
-    s->err = irp_runlog_feed_event(s->log, line, &e);
+    /* The line's fields are read once, for the model and the row.  An
+     * event made of fields becomes an object only if it is of a kind
+     * that needs more than they hold. */
+    if (line->f && !line->json) {
+        irp_runlog_event_read_fields(line, &s->log->ts_memo, &e);
+        if (!irp_runlog_event_fast(e.kind) && !(e.line = irp_event_json(line)))
+            return s->err = IRP_ENOMEM;
+    } else {
+        irp_runlog_event_read(line->json, &s->log->ts_memo, &e);
+    }
+    s->err = irp_runlog_feed_event(s->log, (json_t *)e.line, &e);
     if (!s->err) {
         md_timeline_row(&s->rows, &s->rs, s->log->started_ms, &e);
         if (s->rows.failed)

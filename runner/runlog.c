@@ -11,6 +11,7 @@
 
 #include "irp/diag.h"
 #include "irp/error.h"
+#include "irp/event.h"
 #include "irp/model.h"
 #include "irp/runlog.h"
 #include "irp/timeutil.h"
@@ -545,9 +546,9 @@ static int on_prompt(irp_runlog *L, irp_runlog_step *st, irp_runlog_instance *in
     return add_operator(L, e->op, IRP_RUNLOG_ANSWERED);
 }
 
-static int64_t int_or(const json_t *v, int64_t dflt)
+static int64_t int_or(irp_runlog_int v, int64_t dflt)
 {
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+    return v.set ? v.v : dflt;
 }
 
 static int on_attempt(irp_runlog *L, irp_runlog_instance *in, const irp_runlog_event *e)
@@ -776,79 +777,97 @@ static irp_runlog_kind kind_of(const char *name)
  * compiler inlines: every field of every line is matched). */
 #define KEY_IS(k, n, lit) ((n) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
 
+/* A member's value, from a JSON object or from fields. */
+typedef struct fval {
+    irp_event_ftype type;
+    const char *s;
+    int64_t i;
+    const json_t *j;
+} fval;
+
+static const char *fv_str(const fval *v)
+{
+    return v->type == IRP_EVF_STR ? v->s : v->type == IRP_EVF_JSON ? json_string_value(v->j)
+                                                                   : NULL;
+}
+
+static irp_runlog_int fv_int(const fval *v)
+{
+    if (v->type == IRP_EVF_INT)
+        return (irp_runlog_int){ true, v->i };
+    if (v->type == IRP_EVF_JSON && json_is_integer(v->j))
+        return (irp_runlog_int){ true, (int64_t)json_integer_value(v->j) };
+    return (irp_runlog_int){ false, 0 };
+}
+
 /* One field of a line into *e, if it is one irp_runlog_event holds. */
-static void read_field(irp_runlog_event *e, const char *k, size_t n, const json_t *v)
+static void read_field(irp_runlog_event *e, const char *k, size_t n, const fval *v)
 {
     switch (k[0]) {
     case 'a':
         if (KEY_IS(k, n, "attempt"))
-            e->attempt = v;
+            e->attempt = fv_int(v);
         else if (KEY_IS(k, n, "action"))
-            e->action = v;
+            e->action = v->type == IRP_EVF_JSON ? v->j : NULL;
         break;
     case 'c':
         if (KEY_IS(k, n, "collector"))
-            e->collector = json_string_value(v);
+            e->collector = fv_str(v);
         break;
     case 'd':
         if (KEY_IS(k, n, "duration_ms"))
-            e->duration_ms = v;
+            e->duration_ms = fv_int(v);
         else if (KEY_IS(k, n, "delay_ms"))
-            e->delay_ms = v;
+            e->delay_ms = fv_int(v);
         break;
     case 'e':
         if (KEY_IS(k, n, "event"))
-            e->name = json_string_value(v);
+            e->name = fv_str(v);
         else if (KEY_IS(k, n, "error"))
-            e->error = json_string_value(v);
+            e->error = fv_str(v);
         else if (KEY_IS(k, n, "exit_code"))
-            e->exit_code = v;
+            e->exit_code = fv_int(v);
         break;
     case 'i':
         if (KEY_IS(k, n, "instance"))
-            e->instance = json_string_value(v);
+            e->instance = fv_str(v);
         break;
     case 'n':
         if (KEY_IS(k, n, "next_attempt"))
-            e->next_attempt = v;
+            e->next_attempt = fv_int(v);
         break;
     case 'o':
         if (KEY_IS(k, n, "operator"))
-            e->op = json_string_value(v);
+            e->op = fv_str(v);
         break;
     case 'p':
         if (KEY_IS(k, n, "pid"))
-            e->pid = v;
+            e->pid = fv_int(v);
         break;
     case 'r':
         if (KEY_IS(k, n, "reason"))
-            e->reason = json_string_value(v);
+            e->reason = fv_str(v);
         break;
     case 's':
         if (KEY_IS(k, n, "step"))
-            e->step = json_string_value(v);
+            e->step = fv_str(v);
         else if (KEY_IS(k, n, "status"))
-            e->status = json_string_value(v);
+            e->status = fv_str(v);
         else if (KEY_IS(k, n, "signal"))
-            e->signal = v;
+            e->signal = fv_int(v);
         break;
     case 't':
         if (KEY_IS(k, n, "ts"))
-            e->ts = json_string_value(v);
+            e->ts = fv_str(v);
         break;
     default:
         break;
     }
 }
 
-void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_runlog_event *e)
+/* The kind, and ts in ms (parsed once for a burst of lines at one time). */
+static void read_done(irp_runlog_ts_memo *memo, irp_runlog_event *e)
 {
-    json_t *o = (json_t *)line;
-    *e = (irp_runlog_event){ .line = line, .ts_ms = -1 };
-    /* One pass over the fields: a lookup by key for each costs more. */
-    for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it))
-        read_field(e, json_object_iter_key(it), json_object_iter_key_len(it),
-                   json_object_iter_value(it));
     e->kind = kind_of(e->name);
     if (!e->ts)
         return;
@@ -863,6 +882,37 @@ void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_run
         memcpy(memo->text, e->ts, len + 1);
         memo->ms = e->ts_ms;
     }
+}
+
+void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_runlog_event *e)
+{
+    json_t *o = (json_t *)line;
+    *e = (irp_runlog_event){ .line = line, .ts_ms = -1 };
+    /* One pass over the fields: a lookup by key for each costs more. */
+    for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
+        fval v = { .type = IRP_EVF_JSON, .j = json_object_iter_value(it) };
+        read_field(e, json_object_iter_key(it), json_object_iter_key_len(it), &v);
+    }
+    read_done(memo, e);
+}
+
+void irp_runlog_event_read_fields(const irp_event *ev, irp_runlog_ts_memo *memo,
+                                  irp_runlog_event *e)
+{
+    *e = (irp_runlog_event){ .ts_ms = -1 };
+    for (size_t i = 0; i < ev->n; i++) {
+        const irp_event_field *f = &ev->f[i];
+        fval v = { .type = f->type, .s = f->s, .i = f->i, .j = f->j };
+        read_field(e, f->key, strlen(f->key), &v);
+    }
+    read_done(memo, e);
+}
+
+bool irp_runlog_event_fast(irp_runlog_kind k)
+{
+    return k == IRP_RUNLOG_EV_STEP_STARTED || k == IRP_RUNLOG_EV_STEP_SPAWNED ||
+           k == IRP_RUNLOG_EV_STEP_FINISHED || k == IRP_RUNLOG_EV_STEP_SKIPPED ||
+           k == IRP_RUNLOG_EV_STEP_CANCELLED || k == IRP_RUNLOG_EV_STEP_RETRYING;
 }
 
 static int replay(irp_runlog *L, const irp_runlog_event *e)

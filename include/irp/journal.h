@@ -49,6 +49,7 @@
 #define IRP_JOURNAL_MAX_LINE ((size_t)16 << 20)
 
 typedef struct irp_journal irp_journal;
+struct irp_event;   /* irp/event.h */
 
 /* Create a new journal file (O_EXCL, mode 0600).  IRP_EEXISTS if the path
  * exists.  Caller closes it with irp_journal_close(). */
@@ -93,6 +94,9 @@ void irp_journal_close(irp_journal *j);
  * that died inside write(), before anyone was told of the line; it is cut
  * off and the new line takes its place. */
 int irp_journal_append(irp_journal *j, json_t *ev, uint64_t *seq);
+/* The same for an event that may be fields (irp/event.h): the line holds
+ * them in their order, and the tap is handed ev itself. */
+int irp_journal_append_event(irp_journal *j, struct irp_event *ev, uint64_t *seq);
 
 /* fsync now; every line appended so far is durable when it returns 0. */
 int irp_journal_sync(irp_journal *j);
@@ -135,16 +139,16 @@ bool irp_journal_is_durable(irp_journal *j, uint64_t seq);
 /* Called with each line this handle appends, from inside the append
  * (batched too), and with each line another process appended that this
  * handle catches up with, in journal order: for its own lines `line` is
- * the event as given to append (without seq and prev), for the others'
- * the whole line parsed.  Borrowed for the call (json_incref it to keep
- * it).  The lock may be held during the call, so fn must not touch the
+ * the event as given to append (without seq and prev; fields stay
+ * fields), for the others' the whole line parsed.  Borrowed for the
+ * call (json_incref irp_event_json(line) to keep it).  The lock may be held during the call, so fn must not touch the
  * journal.  A non-zero return is remembered and reported by
  * irp_journal_tap_error() (the journal itself carries on), and the tap
  * is not called again.  So is IRP_EBUSY when another process's lines
  * land before a batch the tap has already seen (the tap no longer has
  * the file's order), and a batch's error when it could not be written:
  * read the journal back instead.  fn NULL removes the tap. */
-typedef int (*irp_journal_tap_fn)(void *ctx, json_t *line);
+typedef int (*irp_journal_tap_fn)(void *ctx, struct irp_event *line);
 void irp_journal_set_tap(irp_journal *j, irp_journal_tap_fn fn, void *ctx);
 int irp_journal_tap_error(const irp_journal *j);
 

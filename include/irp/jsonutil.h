@@ -8,6 +8,8 @@
 #ifndef IRP_JSONUTIL_H
 #define IRP_JSONUTIL_H
 
+#include <stdint.h>
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +41,11 @@ typedef struct irp_json_buf {
 int irp_json_dump(const json_t *v, irp_json_buf *buf);
 /* Append n bytes as they are: 0 or IRP_ENOMEM. */
 int irp_json_buf_put(irp_json_buf *buf, const char *s, size_t n);
+/* Append s[0..len) as a JSON string, as irp_json_dump writes one: 0,
+ * IRP_EINVAL (not UTF-8; buf->len unchanged) or IRP_ENOMEM. */
+int irp_json_buf_put_string(irp_json_buf *buf, const char *s, size_t len);
+/* Append v as a JSON integer: 0 or IRP_ENOMEM. */
+int irp_json_buf_put_int(irp_json_buf *buf, int64_t v);
 /* An object's members as irp_json_dump writes them, without the braces
  * (json_dumpb's JSON_EMBED); nothing for an empty object. */
 int irp_json_dump_members(const json_t *obj, irp_json_buf *buf);

@@ -50,7 +50,8 @@ int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err,
 typedef struct irp_report_stream irp_report_stream;
 int irp_report_stream_new(const irp_playbook *pb, const char *run_dir,
                           irp_report_stream **out);
-int irp_report_stream_feed(void *ctx, json_t *line);
+struct irp_event;
+int irp_report_stream_feed(void *ctx, struct irp_event *line);
 /* Write RUN_DIR/report.md (0600, fsynced) for a journal that ended with
  * `head`.  On failure err says why. */
 int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char *head,

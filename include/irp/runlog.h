@@ -220,10 +220,18 @@ typedef enum irp_runlog_kind {
     IRP_RUNLOG_EV_NOTE, IRP_RUNLOG_EV_EVIDENCE, IRP_RUNLOG_EV_NOTIFY
 } irp_runlog_kind;
 
+/* An integer member: set false when absent or not an integer. */
+typedef struct irp_runlog_int {
+    bool set;
+    int64_t v;
+} irp_runlog_int;
+
 /* The fields of a journal line that the model and the timeline read for
  * every step event, found in one pass over the line; the others are
  * looked up in `line` when needed.  Strings and values are borrowed from
- * `line`; NULL when absent (strings: also when not a string). */
+ * the line; NULL when absent (strings: also when not a string).  `line`
+ * is NULL for an event read from fields (irp_runlog_event_read_fields):
+ * the step events irp_runlog_event_fast() says need no more. */
 typedef struct irp_runlog_event {
     const json_t *line;
     const char *name;                /* `event` */
@@ -232,8 +240,8 @@ typedef struct irp_runlog_event {
     int64_t ts_ms;                   /* -1 when absent or not a time */
     const char *step, *instance, *op, *collector;   /* op: `operator` */
     const char *status, *error, *reason;
-    const json_t *attempt, *action, *pid, *exit_code, *signal, *duration_ms;
-    const json_t *delay_ms, *next_attempt;
+    const json_t *action;
+    irp_runlog_int attempt, pid, exit_code, signal, duration_ms, delay_ms, next_attempt;
 } irp_runlog_event;
 
 /* Read `line` into *ev.  memo (or NULL) keeps the last time parsed, so a
@@ -242,6 +250,14 @@ typedef struct irp_runlog_event {
 typedef struct irp_runlog_ts_memo irp_runlog_ts_memo;
 #define IRP_RUNLOG_TS_MEMO_INIT { "", -1 }
 void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_runlog_event *ev);
+/* The same for an event made of fields (irp/event.h), which *ev then
+ * borrows; ev->line is NULL. */
+struct irp_event;
+void irp_runlog_event_read_fields(const struct irp_event *fields, irp_runlog_ts_memo *memo,
+                                  irp_runlog_event *ev);
+/* Whether the model and the timeline need nothing of an event of kind k
+ * but what irp_runlog_event holds (no `line`). */
+bool irp_runlog_event_fast(irp_runlog_kind k);
 /* irp_runlog_feed for a line already read with irp_runlog_event_read. */
 int irp_runlog_feed_event(irp_runlog *log, json_t *line, const irp_runlog_event *ev);
 

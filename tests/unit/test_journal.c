@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "irp/error.h"
+#include "irp/event.h"
 #include "irp/journal.h"
 #include "irp/jsonutil.h"
 
@@ -1434,9 +1435,10 @@ typedef struct tapped {
 } tapped;
 
 /* Own lines come as appended, others' as written (with seq and prev). */
-static int on_tap(void *ctx, json_t *line)
+static int on_tap(void *ctx, irp_event *ev)
 {
     tapped *t = ctx;
+    json_t *line = irp_event_json(ev);
     const char *who = json_string_value(json_object_get(line, "who"));
 
     assert_true(t->n < 64);
