@@ -46,9 +46,15 @@ const char *irp_event_str(irp_event *ev, const char *key)
 
 static int dump_field(const irp_event_field *f, irp_json_buf *b)
 {
-    int rc = irp_json_buf_put_string(b, f->key, strlen(f->key));
-    if (!rc)
-        rc = irp_json_buf_put(b, ":", 1);
+    /* Keys need no escapes (irp/event.h): "key": in one piece. */
+    char key[64];
+    size_t n = strlen(f->key);
+    if (n + 3 > sizeof key)
+        return IRP_EINVAL;
+    key[0] = '"';
+    memcpy(key + 1, f->key, n);
+    memcpy(key + 1 + n, "\":", 2);
+    int rc = irp_json_buf_put(b, key, n + 3);
     if (rc)
         return rc;
     switch (f->type) {

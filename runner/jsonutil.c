@@ -201,21 +201,21 @@ static int put_string(irp_json_buf *b, const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
-    if (put(b, "\"", 1))
-        return IRP_ENOMEM;
-    while (i < len) {
+    char *o;
+    /* Each piece has room for its bytes escaped, a UTF-8 sequence begun
+     * before its end (3 more bytes) and both quotes. */
+    for (;;) {
         size_t stop = len - i > STRING_PIECE ? i + STRING_PIECE : len;
-        /* A UTF-8 sequence begun before stop may end up to 3 bytes after. */
-        if (reserve(b, (stop - i) * 6 + 3))
+        if (reserve(b, (stop - i) * 6 + 5))
             return IRP_ENOMEM;
-        char *o = b->p + b->len;
+        o = b->p + b->len;
+        if (i == 0)
+            *o++ = '"';
         while (i < stop) {
-            size_t run = i;
-            while (run < stop && plain[u[run]])
-                run++;
-            memcpy(o, s + i, run - i);
-            o += run - i;
-            if ((i = run) == stop)
+            /* Most strings are short and plain: copied as they are scanned. */
+            while (i < stop && plain[u[i]])
+                *o++ = s[i++];
+            if (i == stop)
                 break;
             unsigned char c = u[i];
             if (c < 0x80) {
@@ -230,9 +230,13 @@ static int put_string(irp_json_buf *b, const char *s, size_t len)
                 i += n;
             }
         }
+        if (i >= len)
+            break;
         b->len = (size_t)(o - b->p);
     }
-    return put(b, "\"", 1);
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    return 0;
 }
 
 static int put_integer(irp_json_buf *b, json_int_t v)

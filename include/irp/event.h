@@ -22,9 +22,10 @@ typedef enum { IRP_EVF_STR, IRP_EVF_INT, IRP_EVF_JSON } irp_event_ftype;
 
 /* One member.  All borrowed for as long as the event is in use. */
 typedef struct irp_event_field {
-    const char *key;             /* ASCII without '"' or '\\' (written as it is) */
+    const char *key;             /* printable ASCII but '"' and '\\', under 60 bytes:
+                                    written as it is */
     irp_event_ftype type;
-    const char *s;               /* IRP_EVF_STR: s[0..len), UTF-8 */
+    const char *s;               /* IRP_EVF_STR: s[0..len), UTF-8, with a NUL at s[len] */
     size_t len;
     int64_t i;                   /* IRP_EVF_INT */
     const json_t *j;             /* IRP_EVF_JSON */
