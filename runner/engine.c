@@ -204,9 +204,10 @@ static void inst_head(irp_engine *e, inst_fields *x, const char *name, const ins
     field_num(x, "attempt", in->attempt ? in->attempt : 1);
 }
 
-static int emit_fields(irp_engine *e, inst_fields *x, uint64_t *seq)
+static int emit_fields(irp_engine *e, const inst *in, inst_fields *x, uint64_t *seq)
 {
     irp_event ev = IRP_EVENT_FIELDS(x->f, x->n);
+    ev.step_index = (long)(in->st - e->steps);
     int rc = emit_event(e, &ev, seq);
     irp_event_done(&ev);
     return rc;
@@ -663,7 +664,7 @@ static void attempt_finished(irp_job *job)
      * string would have refused it. */
     if (job->error[0] && irp_utf8_valid(job->error, strlen(job->error)))
         field_text(&x, "error", job->error);
-    emit_fields(e, &x, NULL);
+    emit_fields(e, in, &x, NULL);
     json_decref(outputs);
     release_job(e, in);
     if (in->job == job)
@@ -680,7 +681,7 @@ static void attempt_finished(irp_job *job)
         inst_head(e, &x, "step.retrying", in);
         field_num(&x, "next_attempt", in->attempt + 1);
         field_num(&x, "delay_ms", delay);
-        emit_fields(e, &x, NULL);
+        emit_fields(e, in, &x, NULL);
         in->state = IRP_ST_WAITING;
         in->timer.data = in;
         irp_timer_start(e->o.clock, &in->timer, delay, retry_due);
@@ -921,7 +922,7 @@ static void start_attempt(irp_engine *e, inst *in)
     inst_head(e, &f, "step.started", in);
     field_value(&f, "action", action ? action : empty_object(e));
     uint64_t seq = 0;
-    int erc = emit_fields(e, &f, &seq);
+    int erc = emit_fields(e, in, &f, &seq);
     json_decref(action);
     if (erc) {
         fail_attempt(e, in, "journal", irp_strerror(e->journal_err));

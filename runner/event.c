@@ -48,7 +48,7 @@ static int dump_field(const irp_event_field *f, irp_json_buf *b)
 {
     /* Keys need no escapes (irp/event.h): "key": in one piece. */
     char key[64];
-    size_t n = strlen(f->key);
+    size_t n = f->klen ? f->klen : strlen(f->key);
     if (n + 3 > sizeof key)
         return IRP_EINVAL;
     key[0] = '"';
@@ -89,5 +89,5 @@ void irp_event_done(irp_event *ev)
 {
     if (ev->made)
         json_decref(ev->json);
-    *ev = (irp_event){ 0 };
+    *ev = (irp_event){ .step_index = -1 };
 }

@@ -594,7 +594,12 @@ static int on_step_event(irp_runlog *L, const irp_runlog_event *e)
     int64_t ts = e->ts_ms;
     if (!sid)
         return 0;
-    irp_runlog_step *st = step_of(L, sid);
+    /* The engine says which step it is: checked, as a hint should be. */
+    long hint = e->step_index;
+    irp_runlog_step *st = hint >= 0 && (size_t)hint < L->n_steps &&
+                                  strcmp(L->steps[hint].id, sid) == 0
+                              ? &L->steps[hint]
+                              : step_of(L, sid);
     if (!st)
         return IRP_ENOMEM;
     if (k == IRP_RUNLOG_EV_STEP_EXPANDED)
@@ -887,7 +892,7 @@ static void read_done(irp_runlog_ts_memo *memo, irp_runlog_event *e)
 void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_runlog_event *e)
 {
     json_t *o = (json_t *)line;
-    *e = (irp_runlog_event){ .line = line, .ts_ms = -1 };
+    *e = (irp_runlog_event){ .line = line, .ts_ms = -1, .step_index = -1 };
     /* One pass over the fields: a lookup by key for each costs more. */
     for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it)) {
         fval v = { .type = IRP_EVF_JSON, .j = json_object_iter_value(it) };
@@ -899,12 +904,13 @@ void irp_runlog_event_read(const json_t *line, irp_runlog_ts_memo *memo, irp_run
 void irp_runlog_event_read_fields(const irp_event *ev, irp_runlog_ts_memo *memo,
                                   irp_runlog_event *e)
 {
-    *e = (irp_runlog_event){ .ts_ms = -1 };
+    *e = (irp_runlog_event){ .ts_ms = -1, .step_index = -1 };
     for (size_t i = 0; i < ev->n; i++) {
         const irp_event_field *f = &ev->f[i];
         fval v = { .type = f->type, .s = f->s, .i = f->i, .j = f->j };
-        read_field(e, f->key, strlen(f->key), &v);
+        read_field(e, f->key, f->klen ? f->klen : strlen(f->key), &v);
     }
+    e->step_index = ev->step_index;
     read_done(memo, e);
 }
 

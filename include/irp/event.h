@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -24,6 +25,7 @@ typedef enum { IRP_EVF_STR, IRP_EVF_INT, IRP_EVF_JSON } irp_event_ftype;
 typedef struct irp_event_field {
     const char *key;             /* printable ASCII but '"' and '\\', under 60 bytes:
                                     written as it is */
+    unsigned char klen;          /* strlen(key), or 0: not known */
     irp_event_ftype type;
     const char *s;               /* IRP_EVF_STR: s[0..len), UTF-8, with a NUL at s[len] */
     size_t len;
@@ -31,9 +33,13 @@ typedef struct irp_event_field {
     const json_t *j;             /* IRP_EVF_JSON */
 } irp_event_field;
 
-#define IRP_EVF_TEXT(k, str, n) ((irp_event_field){ .key = (k), .type = IRP_EVF_STR, .s = (str), .len = (n) })
-#define IRP_EVF_NUM(k, v) ((irp_event_field){ .key = (k), .type = IRP_EVF_INT, .i = (v) })
-#define IRP_EVF_VALUE(k, v) ((irp_event_field){ .key = (k), .type = IRP_EVF_JSON, .j = (v) })
+/* The key's length is worked out when the key is a literal the compiler
+ * sees (and at the call otherwise). */
+#define IRP_EVF_KEY(k) .key = (k), .klen = (unsigned char)strlen(k)
+#define IRP_EVF_TEXT(k, str, n) \
+    ((irp_event_field){ IRP_EVF_KEY(k), .type = IRP_EVF_STR, .s = (str), .len = (n) })
+#define IRP_EVF_NUM(k, v) ((irp_event_field){ IRP_EVF_KEY(k), .type = IRP_EVF_INT, .i = (v) })
+#define IRP_EVF_VALUE(k, v) ((irp_event_field){ IRP_EVF_KEY(k), .type = IRP_EVF_JSON, .j = (v) })
 
 typedef struct irp_event {
     json_t *json;                /* the object: given (borrowed), or made by
@@ -41,12 +47,14 @@ typedef struct irp_event {
     const irp_event_field *f;    /* the members when made from fields */
     size_t n;
     bool made;                   /* json was made here */
+    long step_index;             /* the `step` member's index in the
+                                    playbook, or -1: a hint for readers */
 } irp_event;
 
 /* An event that is an object the caller owns. */
-#define IRP_EVENT_OF(obj) ((irp_event){ .json = (obj) })
+#define IRP_EVENT_OF(obj) ((irp_event){ .json = (obj), .step_index = -1 })
 /* An event made of n fields, in the order they are written. */
-#define IRP_EVENT_FIELDS(fields, count) ((irp_event){ .f = (fields), .n = (count) })
+#define IRP_EVENT_FIELDS(fields, count) ((irp_event){ .f = (fields), .n = (count), .step_index = -1 })
 
 /* The event as an object (borrowed from ev; json_incref to keep it),
  * made once from the fields when there are any; NULL when out of memory

@@ -242,6 +242,7 @@ typedef struct irp_runlog_event {
     const char *status, *error, *reason;
     const json_t *action;
     irp_runlog_int attempt, pid, exit_code, signal, duration_ms, delay_ms, next_attempt;
+    long step_index;                 /* irp_event's hint, or -1 */
 } irp_runlog_event;
 
 /* Read `line` into *ev.  memo (or NULL) keeps the last time parsed, so a
