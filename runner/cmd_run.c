@@ -283,6 +283,63 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* The syncs that end a simulation: its journal, and the playbook's copy
+ * and inputs.json (created unsynced), made durable on the loop's thread
+ * pool while this thread writes the report. */
+typedef struct end_sync {
+    uv_work_t work;
+    const char *dir;
+    int pending;
+    int journal_err, files_err;
+} end_sync;
+
+static void on_journal_synced(void *arg, int status)
+{
+    end_sync *es = arg;
+    es->journal_err = status;
+    es->pending--;
+}
+
+static void sync_files_work(uv_work_t *w)
+{
+    end_sync *es = w->data;
+    es->files_err = rundir_sync_files(es->dir);
+}
+
+static void sync_files_done(uv_work_t *w, int status)
+{
+    end_sync *es = w->data;
+    if (status && !es->files_err)
+        es->files_err = irp_err_from_errno(-status);   /* UV_ECANCELED */
+    es->pending--;
+}
+
+static int end_sync_start(end_sync *es, irp_journal *j, uv_loop_t *loop, const char *dir)
+{
+    *es = (end_sync){ .dir = dir };
+    irp_journal_set_fsync(j, true);   /* writes the batch */
+    int rc = irp_journal_sync_async(j, loop, irp_journal_seq(j), on_journal_synced, es);
+    if (rc)
+        return rc;
+    es->pending++;
+    es->work.data = es;
+    if (uv_queue_work(loop, &es->work, sync_files_work, sync_files_done) == 0)
+        es->pending++;
+    else
+        es->files_err = rundir_sync_files(dir);
+    return 0;
+}
+
+/* Wait for end_sync_start's syncs; their first failure. */
+static int end_sync_wait(end_sync *es, uv_loop_t *loop)
+{
+    while (es->pending > 0)
+        uv_run(loop, UV_RUN_ONCE);
+    if (es->files_err)
+        fprintf(stderr, "irp: cannot sync %s: %s\n", es->dir, irp_strerror(es->files_err));
+    return es->journal_err ? es->journal_err : es->files_err;
+}
+
 /* A new run directory, locked, with an empty journal; an exit status on
  * failure. */
 static int open_new(const irp_playbook *pb, const run_args *a, const irp_value *inputs,
@@ -290,7 +347,8 @@ static int open_new(const irp_playbook *pb, const run_args *a, const irp_value *
 {
     char err[512] = "";
     rundir_make_id(pb->id, run_id, 256);
-    if (rundir_create(a->runs, run_id, pb, inputs, dir, err, sizeof err)) {
+    /* A simulation syncs its files when it ends (end_sync_start). */
+    if (rundir_create(a->runs, run_id, pb, inputs, !a->sim, dir, err, sizeof err)) {
         fprintf(stderr, "irp run: %s\n", err);
         return IRP_EXIT_JOURNAL;
     }
@@ -410,17 +468,21 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     liveview_finish(ui.view);
     irp_run_status st = irp_engine_status(ui.engine);
     int jerr = irp_engine_journal_error(ui.engine);
-    if (a->sim && !a->no_fsync && !jerr) {
-        irp_journal_set_fsync(j, true);
-        jerr = irp_journal_sync(j);
-        if (jerr)
-            fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
-    }
+    end_sync es = { 0 };
+    if (a->sim && !a->no_fsync && !jerr && (jerr = end_sync_start(&es, j, &loop, dir)) != 0)
+        fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
     if (!jerr && (jerr = irp_journal_flush(j)) != 0)
         fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
     static const char *const names[] = { "succeeded", "failed", "interrupted" };
     const char *head = irp_journal_head(j);
-    if (write_report(dir, pb, j, rs) && !jerr)
+    int rerr = write_report(dir, pb, j, rs);
+    int serr = end_sync_wait(&es, &loop);
+    if (serr && !jerr) {
+        jerr = serr;
+        if (!es.files_err)
+            fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
+    }
+    if (rerr && !jerr)
         jerr = IRP_EIO;
     irp_journal_set_tap(j, NULL, NULL);
     irp_report_stream_free(rs);

@@ -1495,7 +1495,7 @@ int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err, s
     rc = irp_report_render(log, IRP_REPORT_MD, &md, &len);
     irp_runlog_free(log);
     if (!rc)
-        rc = rundir_write(run_dir, "report.md", md, len);
+        rc = rundir_write(run_dir, "report.md", md, len, true);
     if (rc)
         snprintf(err, errlen, "cannot write %s/report.md: %s", run_dir, irp_strerror(rc));
     free(md);

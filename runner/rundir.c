@@ -27,7 +27,7 @@ void rundir_make_id(const char *playbook_id, char *buf, size_t len)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, playbook_id, r[0], r[1]);
 }
 
-int rundir_write(const char *dir, const char *name, const char *bytes, size_t len)
+int rundir_write(const char *dir, const char *name, const char *bytes, size_t len, bool sync)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -43,15 +43,35 @@ int rundir_write(const char *dir, const char *name, const char *bytes, size_t le
         else if (n > 0)
             off += (size_t)n;
     }
-    if (!rc && fsync(fd) != 0)
+    if (!rc && sync && fsync(fd) != 0)
         rc = irp_err_from_errno(errno);
     if (close(fd) != 0 && !rc)
         rc = irp_err_from_errno(errno);
     return rc;
 }
 
+static int sync_file(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return irp_err_from_errno(errno);
+    int rc = fsync(fd) != 0 ? irp_err_from_errno(errno) : 0;
+    close(fd);
+    return rc;
+}
+
+int rundir_sync_files(const char *dir)
+{
+    int rc = sync_file(dir, "playbook.yaml");
+    int rc2 = sync_file(dir, "inputs.json");
+    return rc ? rc : rc2;
+}
+
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
-                  const irp_value *inputs, char **path, char *err, size_t errlen)
+                  const irp_value *inputs, bool sync, char **path, char *err,
+                  size_t errlen)
 {
     *path = NULL;
     if (mkdir(runs, 0700) != 0 && errno != EEXIST) {
@@ -77,11 +97,11 @@ int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
         free(dir);
         return rc;
     }
-    int rc = rundir_write(dir, "playbook.yaml", pb->src, pb->src_len);
+    int rc = rundir_write(dir, "playbook.yaml", pb->src, pb->src_len, sync);
     if (!rc) {
         json_t *j = irp_value_to_json(inputs, IRP_VALUE_JSON_REDACT);
         char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-        rc = text ? rundir_write(dir, "inputs.json", text, strlen(text)) : IRP_ENOMEM;
+        rc = text ? rundir_write(dir, "inputs.json", text, strlen(text), sync) : IRP_ENOMEM;
         free(text);
         json_decref(j);
     }

@@ -2,6 +2,7 @@
 #ifndef IRP_RUNDIR_H
 #define IRP_RUNDIR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "irp/model.h"
@@ -10,9 +11,14 @@
 /* "<UTC yyyymmddThhmmssZ>-<playbook-id>-<4 hex>" into buf. */
 void rundir_make_id(const char *playbook_id, char *buf, size_t len);
 /* Creates RUNS (if missing) and RUNS/<id> (0700) with logs/, the exact
- * playbook copy and inputs.json (0600).  *path is malloc'd. */
+ * playbook copy and inputs.json (0600), fsynced unless `sync` is false
+ * (a simulation, which syncs its files when it ends: rundir_sync_files).
+ * *path is malloc'd. */
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
-                  const irp_value *inputs, char **path, char *err, size_t errlen);
+                  const irp_value *inputs, bool sync, char **path, char *err,
+                  size_t errlen);
+/* fsync the playbook copy and inputs.json of run directory DIR. */
+int rundir_sync_files(const char *dir);
 /* Take the run's lock: an exclusive flock() on DIR/lock (created 0600),
  * held by the process that writes the journal for as long as it lives
  * (the descriptor is close-on-exec: children never hold it).  The file
@@ -23,7 +29,7 @@ int rundir_lock(const char *dir, long *holder);
 
 /* "TLP:AMBER+STRICT": the marking as FIRST's TLP 2.0 writes it. */
 const char *rundir_tlp_label(irp_tlp t);
-/* Writes `bytes` to dir/name (0600), fsynced. */
-int rundir_write(const char *dir, const char *name, const char *bytes, size_t len);
+/* Writes `bytes` to dir/name (0600), fsynced if `sync`. */
+int rundir_write(const char *dir, const char *name, const char *bytes, size_t len, bool sync);
 
 #endif
