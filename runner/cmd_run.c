@@ -256,7 +256,7 @@ static int write_report(const char *dir, const irp_playbook *pb, irp_journal *j,
 {
     char err[1024];
     int rc;
-    if (rs && !irp_journal_tap_error(j))
+    if (rs && !irp_journal_tap_error(j) && irp_report_stream_finish(rs) == 0)
         rc = irp_report_stream_save(rs, dir, irp_journal_head(j), err, sizeof err);
     else
         rc = irp_report_save_pb(dir, pb, err, sizeof err);
@@ -284,57 +284,50 @@ static void close_walk(uv_handle_t *h, void *arg)
 }
 
 /* The syncs that end a simulation: its journal, and the playbook's copy
- * and inputs.json (created unsynced), made durable on the loop's thread
- * pool while this thread writes the report. */
+ * and inputs.json (created unsynced), made durable on a thread of their
+ * own while this one writes the report.  Not on the loop's pool: waiting
+ * for it would run the loop, and with it timers and close callbacks of a
+ * run that has ended.  The thread has the journal to itself: this one
+ * only reads its head until end_sync_wait. */
 typedef struct end_sync {
-    uv_work_t work;
+    pthread_t thread;
+    bool started;
+    irp_journal *j;
     const char *dir;
-    int pending;
     int journal_err, files_err;
 } end_sync;
 
-static void on_journal_synced(void *arg, int status)
+static void *end_sync_thread(void *arg)
 {
     end_sync *es = arg;
-    es->journal_err = status;
-    es->pending--;
-}
-
-static void sync_files_work(uv_work_t *w)
-{
-    end_sync *es = w->data;
+    es->journal_err = irp_journal_sync(es->j);
     es->files_err = rundir_sync_files(es->dir);
+    return NULL;
 }
 
-static void sync_files_done(uv_work_t *w, int status)
+static int end_sync_start(end_sync *es, irp_journal *j, const char *dir)
 {
-    end_sync *es = w->data;
-    if (status && !es->files_err)
-        es->files_err = irp_err_from_errno(-status);   /* UV_ECANCELED */
-    es->pending--;
-}
-
-static int end_sync_start(end_sync *es, irp_journal *j, uv_loop_t *loop, const char *dir)
-{
-    *es = (end_sync){ .dir = dir };
+    *es = (end_sync){ .j = j, .dir = dir };
     irp_journal_set_fsync(j, true);   /* writes the batch */
-    int rc = irp_journal_sync_async(j, loop, irp_journal_seq(j), on_journal_synced, es);
+    int rc = irp_journal_flush(j);
     if (rc)
         return rc;
-    es->pending++;
-    es->work.data = es;
-    if (uv_queue_work(loop, &es->work, sync_files_work, sync_files_done) == 0)
-        es->pending++;
-    else
-        es->files_err = rundir_sync_files(dir);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    es->started = pthread_create(&es->thread, NULL, end_sync_thread, es) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!es->started)
+        end_sync_thread(es);
     return 0;
 }
 
 /* Wait for end_sync_start's syncs; their first failure. */
-static int end_sync_wait(end_sync *es, uv_loop_t *loop)
+static int end_sync_wait(end_sync *es)
 {
-    while (es->pending > 0)
-        uv_run(loop, UV_RUN_ONCE);
+    if (es->started)
+        pthread_join(es->thread, NULL);
+    es->started = false;
     if (es->files_err)
         fprintf(stderr, "irp: cannot sync %s: %s\n", es->dir, irp_strerror(es->files_err));
     return es->journal_err ? es->journal_err : es->files_err;
@@ -469,14 +462,14 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     irp_run_status st = irp_engine_status(ui.engine);
     int jerr = irp_engine_journal_error(ui.engine);
     end_sync es = { 0 };
-    if (a->sim && !a->no_fsync && !jerr && (jerr = end_sync_start(&es, j, &loop, dir)) != 0)
+    if (a->sim && !a->no_fsync && !jerr && (jerr = end_sync_start(&es, j, dir)) != 0)
         fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
     if (!jerr && (jerr = irp_journal_flush(j)) != 0)
         fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
     static const char *const names[] = { "succeeded", "failed", "interrupted" };
     const char *head = irp_journal_head(j);
     int rerr = write_report(dir, pb, j, rs);
-    int serr = end_sync_wait(&es, &loop);
+    int serr = end_sync_wait(&es);
     if (serr && !jerr) {
         jerr = serr;
         if (!es.files_err)

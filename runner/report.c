@@ -2,6 +2,10 @@
  * machines, JUnit for CI (report.h, docs/reports.md). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <stdlib.h>
@@ -788,10 +792,9 @@ static void row_scratch_close(row_scratch *rs)
     rs->detail = (obuf){ 0 };
 }
 
-/* One journal line as a row of the timeline; run_start_ms is the ts of
- * run.started (-1 when unknown). */
-static void md_timeline_row(obuf *o, row_scratch *rs, int64_t run_start_ms,
-                            const irp_runlog_event *e)
+/* A row's cells before its detail; run_start_ms is the ts of run.started
+ * (-1 when unknown). */
+static void row_head(obuf *o, int64_t run_start_ms, const irp_runlog_event *e)
 {
     char off[40] = "";
     if (e->ts_ms >= 0 && run_start_ms >= 0)
@@ -809,17 +812,31 @@ static void md_timeline_row(obuf *o, row_scratch *rs, int64_t run_start_ms,
     OB_LIT(o, " | ");
     ob_text_n(o, e->op ? e->op : e->collector, true, 0);
     OB_LIT(o, " | ");
+}
+
+/* The detail cell from describe_fast's text, and the row's end. */
+static void row_end(obuf *o, const char *detail, size_t len, bool failed)
+{
+    if (failed)
+        o->failed = true;   /* a row without its detail is no row */
+    else
+        ob_text_len(o, detail, len, true, DETAIL_MAX);
+    OB_LIT(o, " |\n");
+}
+
+/* One journal line as a row of the timeline. */
+static void md_timeline_row(obuf *o, row_scratch *rs, int64_t run_start_ms,
+                            const irp_runlog_event *e)
+{
+    row_head(o, run_start_ms, e);
     obuf *d = &rs->detail;
     d->len = 0;
     if (describe_fast(d, e)) {
-        if (d->failed)
-            o->failed = true;   /* a row without its detail is no row */
-        else
-            ob_text_len(o, d->p, d->len, true, DETAIL_MAX);
+        row_end(o, d->p, d->len, d->failed);
     } else {
         ob_text_n(o, describe(&rs->sc, e->line, e->name), true, DETAIL_MAX);
+        OB_LIT(o, " |\n");
     }
-    OB_LIT(o, " |\n");
 }
 
 static const char timeline_head[] = "## Timeline\n\n| time (UTC) | T+ | step / instance | event "
@@ -1504,6 +1521,33 @@ int irp_report_save_pb(const char *run_dir, const irp_playbook *pb, char *err, s
 
 /* ---- the report of a run as it is written ------------------------- */
 
+/* A run's lines are handed to a thread of the stream's own in batches:
+ * the model and the timeline are most of what the report costs, and the
+ * run's thread need not wait for them.  An event made of fields travels
+ * as a copy of what the report reads of it, with its row's detail
+ * already described (its action is the run's, and stays on the run's
+ * thread); any other line as its object, which is never changed once
+ * journaled. */
+typedef struct srec {
+    irp_runlog_event e;      /* strings: offsets + 1 into the batch's text
+                                (0: NULL) until the thread takes it */
+    json_t *line;            /* an object's line (a reference), or NULL */
+    size_t detail, detail_len;
+    bool detail_failed;
+} srec;
+
+typedef struct sbatch {
+    struct sbatch *next;
+    srec *recs;
+    size_t n, cap;
+    char *text;
+    size_t len, text_cap;
+} sbatch;
+
+/* Lines per batch: one hand-over, and one wake-up of the thread, for
+ * this many. */
+#define BATCH_RECS 512
+
 struct irp_report_stream {
     irp_runlog *log;
     int fd;                  /* the rows written so far: an unlinked file in
@@ -1511,7 +1555,20 @@ struct irp_report_stream {
     off_t written;           /* bytes of rows in fd */
     obuf rows;               /* rows not yet in fd */
     row_scratch rs;
-    int err;                 /* first failure; the report is then not saved */
+    _Atomic int err;         /* first failure; the report is then not saved */
+    irp_runlog_ts_memo memo; /* the feeding thread's (the log's is the other's) */
+
+    /* The thread: everything above but err and memo is its own while it
+     * runs; the run's thread has `fill` and `detail`. */
+    bool threaded;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sbatch *queue, **queue_tail;   /* for the thread, in order */
+    sbatch *spare;                 /* done with, for the next */
+    bool closing;
+    sbatch *fill;                  /* being filled */
+    obuf detail;
 };
 
 /* Rows go to the file in pieces this big: the timeline of a long run is
@@ -1562,6 +1619,237 @@ static int rows_flush(irp_report_stream *s)
     return rc;
 }
 
+static void set_err(irp_report_stream *s, int rc)
+{
+    int none = 0;
+    if (rc)
+        atomic_compare_exchange_strong(&s->err, &none, rc);
+}
+
+/* One line into the model and the timeline: on the stream's thread when
+ * it has one. */
+static void feed_line(irp_report_stream *s, const irp_runlog_event *e, const char *detail,
+                      size_t detail_len, bool detail_failed)
+{
+    int rc = irp_runlog_feed_event(s->log, (json_t *)e->line, e);
+    if (!rc) {
+        if (detail) {
+            row_head(&s->rows, s->log->started_ms, e);
+            row_end(&s->rows, detail, detail_len, detail_failed);
+        } else {
+            md_timeline_row(&s->rows, &s->rs, s->log->started_ms, e);
+        }
+        if (s->rows.failed)
+            rc = IRP_ENOMEM;
+        else if (s->rows.len >= ROWS_FLUSH)
+            rc = rows_flush(s);
+    }
+    set_err(s, rc);
+}
+
+static const char *text_at(const sbatch *b, const char *off)
+{
+    return off ? b->text + ((uintptr_t)off - 1) : NULL;
+}
+
+static void run_batch(irp_report_stream *s, sbatch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        srec *r = &b->recs[i];
+        if (!atomic_load(&s->err)) {
+            if (r->line) {
+                irp_runlog_event e;
+                irp_runlog_event_read(r->line, &s->log->ts_memo, &e);
+                feed_line(s, &e, NULL, 0, false);
+            } else {
+                irp_runlog_event *e = &r->e;
+                const char **str[] = { &e->name, &e->ts, &e->step, &e->instance, &e->op,
+                                       &e->collector, &e->status, &e->error, &e->reason };
+                for (size_t k = 0; k < sizeof str / sizeof str[0]; k++)
+                    *str[k] = text_at(b, *str[k]);
+                feed_line(s, e, b->text + r->detail, r->detail_len, r->detail_failed);
+            }
+        }
+        json_decref(r->line);
+    }
+    b->n = b->len = 0;
+}
+
+static void *stream_thread(void *arg)
+{
+    irp_report_stream *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->queue && !s->closing)
+            pthread_cond_wait(&s->cv, &s->mu);
+        sbatch *b = s->queue;
+        if (!b)
+            break;
+        if (!(s->queue = b->next))
+            s->queue_tail = &s->queue;
+        pthread_mutex_unlock(&s->mu);
+        run_batch(s, b);
+        pthread_mutex_lock(&s->mu);
+        b->next = s->spare;
+        s->spare = b;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* The thread, with every signal blocked: they are the loop's to handle. */
+static bool start_thread(irp_report_stream *s)
+{
+    sigset_t all, old;
+    if (pthread_mutex_init(&s->mu, NULL) != 0)
+        return false;
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        return false;
+    }
+    s->queue_tail = &s->queue;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    s->threaded = pthread_create(&s->thread, NULL, stream_thread, s) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!s->threaded) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+    }
+    return s->threaded;
+}
+
+/* Hand the batch being filled to the thread, and take another. */
+static void submit(irp_report_stream *s)
+{
+    sbatch *b = s->fill;
+    pthread_mutex_lock(&s->mu);
+    if (b && b->n) {
+        b->next = NULL;
+        *s->queue_tail = b;
+        s->queue_tail = &b->next;
+        pthread_cond_signal(&s->cv);
+        b = s->spare;
+        if (b) {
+            s->spare = b->next;
+            b->next = NULL;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    s->fill = b;
+}
+
+/* Wait for the thread to take in every line handed over. */
+static void stop_thread(irp_report_stream *s)
+{
+    if (!s->threaded)
+        return;
+    submit(s);
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    s->threaded = false;
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static void batch_free(sbatch *b)
+{
+    while (b) {
+        sbatch *next = b->next;
+        for (size_t i = 0; i < b->n; i++)
+            json_decref(b->recs[i].line);
+        free(b->recs);
+        free(b->text);
+        free(b);
+        b = next;
+    }
+}
+
+/* Room in the batch being filled for one more line and `text` bytes. */
+static srec *batch_rec(irp_report_stream *s, size_t text)
+{
+    sbatch *b = s->fill;
+    if (!b && !(b = s->fill = calloc(1, sizeof *b)))
+        return NULL;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : BATCH_RECS;
+        srec *r = realloc(b->recs, cap * sizeof *r);
+        if (!r)
+            return NULL;
+        b->recs = r;
+        b->cap = cap;
+    }
+    if (b->len + text > b->text_cap) {
+        size_t cap = b->text_cap ? b->text_cap : 64 * 1024;
+        while (cap < b->len + text)
+            cap *= 2;
+        char *t = realloc(b->text, cap);
+        if (!t)
+            return NULL;
+        b->text = t;
+        b->text_cap = cap;
+    }
+    return &b->recs[b->n];
+}
+
+static const char *keep_text(sbatch *b, const char *str)
+{
+    if (!str)
+        return NULL;
+    size_t n = strlen(str) + 1, at = b->len;
+    memcpy(b->text + at, str, n);
+    b->len += n;
+    return (const char *)(uintptr_t)(at + 1);
+}
+
+/* An event made of fields, as its copy and its row's detail. */
+static int queue_fields(irp_report_stream *s, const irp_runlog_event *e)
+{
+    obuf *d = &s->detail;
+    d->len = 0;
+    describe_fast(d, e);
+    const char *str[] = { e->name, e->ts, e->step, e->instance, e->op,
+                          e->collector, e->status, e->error, e->reason };
+    size_t text = d->len;
+    for (size_t k = 0; k < sizeof str / sizeof str[0]; k++)
+        text += str[k] ? strlen(str[k]) + 1 : 0;
+    srec *r = batch_rec(s, text);
+    if (!r)
+        return IRP_ENOMEM;
+    sbatch *b = s->fill;
+    *r = (srec){ .e = *e, .detail_failed = d->failed };
+    r->e.action = NULL;
+    r->e.name = keep_text(b, e->name);
+    r->e.ts = keep_text(b, e->ts);
+    r->e.step = keep_text(b, e->step);
+    r->e.instance = keep_text(b, e->instance);
+    r->e.op = keep_text(b, e->op);
+    r->e.collector = keep_text(b, e->collector);
+    r->e.status = keep_text(b, e->status);
+    r->e.error = keep_text(b, e->error);
+    r->e.reason = keep_text(b, e->reason);
+    r->detail = b->len;
+    r->detail_len = d->len;
+    if (d->len)
+        memcpy(b->text + b->len, d->p, d->len);
+    b->len += d->len;
+    b->n++;
+    return 0;
+}
+
+static int queue_object(irp_report_stream *s, json_t *line)
+{
+    srec *r = batch_rec(s, 0);
+    if (!r)
+        return IRP_ENOMEM;
+    *r = (srec){ .line = json_incref(line) };
+    s->fill->n++;
+    return 0;
+}
+
 int irp_report_stream_new(const irp_playbook *pb, const char *run_dir, irp_report_stream **out)
 {
     irp_report_stream *s = calloc(1, sizeof *s);
@@ -1570,6 +1858,7 @@ int irp_report_stream_new(const irp_playbook *pb, const char *run_dir, irp_repor
     if (!s)
         return IRP_ENOMEM;
     s->fd = -1;
+    s->memo = (irp_runlog_ts_memo)IRP_RUNLOG_TS_MEMO_INIT;
     int rc = irp_runlog_new_fed(pb, &s->log);
     if (!rc && run_dir && (s->fd = rows_file(run_dir)) < 0)
         rc = irp_err_from_errno(errno);
@@ -1579,6 +1868,9 @@ int irp_report_stream_new(const irp_playbook *pb, const char *run_dir, irp_repor
         irp_report_stream_free(s);
         return rc;
     }
+    /* Without a thread, the lines are taken in as they come. */
+    if (run_dir)
+        start_thread(s);
     *out = s;
     return 0;
 }
@@ -1586,29 +1878,41 @@ int irp_report_stream_new(const irp_playbook *pb, const char *run_dir, irp_repor
 int irp_report_stream_feed(void *ctx, irp_event *line)
 {
     irp_report_stream *s = ctx;
-    irp_runlog_event e;
+    int rc = atomic_load(&s->err);
 
-    if (s->err)
-        return s->err;
+    if (rc)
+        return rc;
+    if (s->threaded) {
+        irp_runlog_event e;
+        if (line->f && !line->json) {
+            irp_runlog_event_read_fields(line, &s->memo, &e);
+            if (irp_runlog_event_fast(e.kind))
+                rc = queue_fields(s, &e);
+            else
+                rc = irp_event_json(line) ? queue_object(s, line->json) : IRP_ENOMEM;
+        } else {
+            rc = queue_object(s, line->json);
+        }
+        if (!rc && s->fill->n == BATCH_RECS)
+            submit(s);
+        set_err(s, rc);
+        return atomic_load(&s->err);
+    }
     /* The line's fields are read once, for the model and the row.  An
      * event made of fields becomes an object only if it is of a kind
      * that needs more than they hold. */
+    irp_runlog_event e;
     if (line->f && !line->json) {
-        irp_runlog_event_read_fields(line, &s->log->ts_memo, &e);
-        if (!irp_runlog_event_fast(e.kind) && !(e.line = irp_event_json(line)))
-            return s->err = IRP_ENOMEM;
+        irp_runlog_event_read_fields(line, &s->memo, &e);
+        if (!irp_runlog_event_fast(e.kind) && !(e.line = irp_event_json(line))) {
+            set_err(s, IRP_ENOMEM);
+            return IRP_ENOMEM;
+        }
     } else {
-        irp_runlog_event_read(line->json, &s->log->ts_memo, &e);
+        irp_runlog_event_read(line->json, &s->memo, &e);
     }
-    s->err = irp_runlog_feed_event(s->log, (json_t *)e.line, &e);
-    if (!s->err) {
-        md_timeline_row(&s->rows, &s->rs, s->log->started_ms, &e);
-        if (s->rows.failed)
-            s->err = IRP_ENOMEM;
-        else if (s->rows.len >= ROWS_FLUSH)
-            s->err = rows_flush(s);
-    }
-    return s->err;
+    feed_line(s, &e, NULL, 0, false);
+    return atomic_load(&s->err);
 }
 
 /* The rows from the file into out_fd at its offset: in the kernel when it
@@ -1669,11 +1973,17 @@ static int write_stream(irp_report_stream *s, FILE *f)
     return fflush(f) != 0 || ferror(f) ? irp_err_from_errno(errno ? errno : EIO) : 0;
 }
 
+int irp_report_stream_finish(irp_report_stream *s)
+{
+    stop_thread(s);
+    return atomic_load(&s->err);
+}
+
 int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char *head,
                            char *err, size_t errlen)
 {
     char path[4096];
-    int rc = s->err;
+    int rc = irp_report_stream_finish(s);
 
     snprintf(path, sizeof path, "%s/report.md", run_dir);
     irp_runlog_settle(s->log, head);
@@ -1700,6 +2010,10 @@ void irp_report_stream_free(irp_report_stream *s)
 {
     if (!s)
         return;
+    stop_thread(s);
+    batch_free(s->fill);
+    batch_free(s->spare);
+    free(s->detail.p);
     if (s->fd >= 0)
         close(s->fd);
     free(s->rows.p);

@@ -52,6 +52,11 @@ int irp_report_stream_new(const irp_playbook *pb, const char *run_dir,
                           irp_report_stream **out);
 struct irp_event;
 int irp_report_stream_feed(void *ctx, struct irp_event *line);
+/* Take in every line fed so far (the stream may do so on a thread of its
+ * own, made by irp_report_stream_new when it has a run directory); then
+ * the stream's first failure, or 0.  irp_report_stream_save and _free
+ * call it. */
+int irp_report_stream_finish(irp_report_stream *s);
 /* Write RUN_DIR/report.md (0600, fsynced) for a journal that ended with
  * `head`.  On failure err says why. */
 int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char *head,
