@@ -352,7 +352,14 @@ static irp_run_status compute_status(const irp_engine *e)
 
 irp_run_status irp_engine_status(const irp_engine *e)
 {
-    return compute_status(e);
+    if (!e->finished || e->interrupted)
+        return compute_status(e);
+    /* Its steps no longer change once the run has finished (a walk over
+     * all of them is a cache miss each): only a record that could not be
+     * written since can still make it fail. */
+    if (e->final_status == IRP_RUN_SUCCEEDED && (e->storage_err || e->journal_err))
+        return IRP_RUN_FAILED;
+    return e->final_status;
 }
 
 static void run_end(irp_engine *e)
@@ -363,7 +370,8 @@ static void run_end(irp_engine *e)
     e->finished = true;
     engine_deadlines_end(e);
     json_t *ev = engine_event(e, "run.finished");
-    json_object_set_new_nocheck(ev, "status", json_string(names[compute_status(e)]));
+    e->final_status = compute_status(e);
+    json_object_set_new_nocheck(ev, "status", json_string(names[e->final_status]));
     /* Steps by state, the states in the order they first occur. */
     enum { N_STATES = sizeof state_names / sizeof *state_names };
     size_t n_in[N_STATES] = { 0 }, n_seen = 0;
@@ -1416,18 +1424,18 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
         free(e);
         return IRP_ENOMEM;
     }
-    for (size_t i = 0; i < pb->n_steps; i++) {
-        e->steps[i].def = &pb->steps[i];
-        e->deps_left[i] = pb->steps[i].n_deps;
-    }
     /* Dependents: the reverse of needs, so an ending step tells exactly
-     * the steps waiting for it. */
+     * the steps waiting for it.  Counted in the same pass over the steps
+     * (each a cache miss in a long playbook). */
     size_t n_edges = 0;
-    for (size_t i = 0; i < pb->n_steps; i++)
-        for (size_t k = 0; k < pb->steps[i].n_deps; k++) {
-            e->steps[pb->steps[i].deps[k]].n_dependents++;
-            n_edges++;
-        }
+    for (size_t i = 0; i < pb->n_steps; i++) {
+        const irp_step *def = &pb->steps[i];
+        e->steps[i].def = def;
+        e->deps_left[i] = def->n_deps;
+        for (size_t k = 0; k < def->n_deps; k++)
+            e->steps[def->deps[k]].n_dependents++;
+        n_edges += def->n_deps;
+    }
     /* One block for all: a 100,000-step playbook would otherwise make
      * as many small allocations. */
     e->dependents = calloc(n_edges ? n_edges : 1, sizeof *e->dependents);

@@ -162,6 +162,7 @@ struct irp_engine {
     json_t *hot_names[ENGINE_N_HOT_NAMES];
     json_t *small_ints[ENGINE_N_SMALL_INTS];
     json_t *empty_object;        /* {}, shared by the events that have one */
+    irp_run_status final_status; /* as run.finished said */
     /* irp resume */
     json_t *restored_ix;         /* instance id → index in recs */
     restored *recs;
