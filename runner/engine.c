@@ -1371,11 +1371,13 @@ static void start_instances(irp_engine *e, sstate *st)
         if (e->recs && engine_resume_inst(e, in)) {
             continue;
         } else if (in->decision == -1) {
-            json_t *ev = inst_event(e, "step.skipped", in);
+            inst_fields x;
             char why[300];
             snprintf(why, sizeof why, "declined by %s", e->o.operator_name);
-            json_object_set_new_nocheck(ev, "reason", json_string(why));
-            engine_emit(e, ev, NULL);
+            inst_head(e, &x, "step.skipped", in);
+            if (irp_utf8_valid(why, strlen(why)))
+                field_text(&x, "reason", why);
+            emit_fields(e, in, &x, NULL);
             inst_end(e, in, IRP_ST_SKIPPED);
         } else if (in->decision == DECIDE_CANCELLED) {
             cancel_inst(e, in, e->interrupted ? "interrupted" : "aborted");
@@ -1388,9 +1390,10 @@ static void start_instances(irp_engine *e, sstate *st)
             in->job_live = false;
             fail_attempt(e, in, "expression", msgs[i]);
         } else if (go[i] == 0) {
-            json_t *ev = inst_event(e, "step.skipped", in);
-            json_object_set_new_nocheck(ev, "reason", json_string_nocheck("when is false"));
-            engine_emit(e, ev, NULL);
+            inst_fields x;
+            inst_head(e, &x, "step.skipped", in);
+            field_text(&x, "reason", "when is false");
+            emit_fields(e, in, &x, NULL);
             inst_end(e, in, IRP_ST_SKIPPED);
         } else {
             enqueue(e, in);

@@ -1545,8 +1545,11 @@ typedef struct sbatch {
 } sbatch;
 
 /* Lines per batch: one hand-over, and one wake-up of the thread, for
- * this many. */
+ * this many.  At most BATCH_QUEUED batches wait for the thread: a run
+ * that makes lines faster than the report takes them in waits for it
+ * rather than keep them all. */
 #define BATCH_RECS 512
+#define BATCH_QUEUED 8
 
 struct irp_report_stream {
     irp_runlog *log;
@@ -1563,7 +1566,9 @@ struct irp_report_stream {
     bool threaded;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;             /* a batch or closing, for the thread */
+    pthread_cond_t room;           /* fewer than BATCH_QUEUED queued */
+    size_t queued;
     sbatch *queue, **queue_tail;   /* for the thread, in order */
     sbatch *spare;                 /* done with, for the next */
     bool closing;
@@ -1687,6 +1692,8 @@ static void *stream_thread(void *arg)
             break;
         if (!(s->queue = b->next))
             s->queue_tail = &s->queue;
+        if (s->queued-- == BATCH_QUEUED)
+            pthread_cond_signal(&s->room);
         pthread_mutex_unlock(&s->mu);
         run_batch(s, b);
         pthread_mutex_lock(&s->mu);
@@ -1707,12 +1714,18 @@ static bool start_thread(irp_report_stream *s)
         pthread_mutex_destroy(&s->mu);
         return false;
     }
+    if (pthread_cond_init(&s->room, NULL) != 0) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        return false;
+    }
     s->queue_tail = &s->queue;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     s->threaded = pthread_create(&s->thread, NULL, stream_thread, s) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!s->threaded) {
+        pthread_cond_destroy(&s->room);
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
     }
@@ -1725,6 +1738,9 @@ static void submit(irp_report_stream *s)
     sbatch *b = s->fill;
     pthread_mutex_lock(&s->mu);
     if (b && b->n) {
+        while (s->queued >= BATCH_QUEUED)
+            pthread_cond_wait(&s->room, &s->mu);
+        s->queued++;
         b->next = NULL;
         *s->queue_tail = b;
         s->queue_tail = &b->next;
@@ -1751,6 +1767,7 @@ static void stop_thread(irp_report_stream *s)
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
     s->threaded = false;
+    pthread_cond_destroy(&s->room);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
 }
