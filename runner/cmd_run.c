@@ -25,6 +25,7 @@
 #include "run_exec.h"
 #include "rundir.h"
 #include "strvec.h"
+#include "thread.h"
 
 extern char **environ;
 
@@ -288,55 +289,61 @@ static void close_walk(uv_handle_t *h, void *arg)
  * own while this one writes the report.  Not on the loop's pool: waiting
  * for it would run the loop, and with it timers and close callbacks of a
  * run that has ended.  The thread has the journal to itself: this one
- * only reads its head until end_sync_wait. */
+ * only reads its head until end_sync_wait.  It first waits for the
+ * copy's own thread (rundir_copy_start), if that still writes. */
 typedef struct end_sync {
     pthread_t thread;
     bool started;
     irp_journal *j;
     const char *dir;
+    rundir_copy *copy;
     int journal_err, files_err;
 } end_sync;
 
 static void *end_sync_thread(void *arg)
 {
     end_sync *es = arg;
+    es->files_err = rundir_copy_finish(es->copy);
+    es->copy = NULL;
     es->journal_err = irp_journal_sync(es->j);
-    es->files_err = rundir_sync_files(es->dir);
+    if (!es->files_err)
+        es->files_err = rundir_sync_files(es->dir);
     return NULL;
 }
 
-static int end_sync_start(end_sync *es, irp_journal *j, const char *dir)
+static int end_sync_start(end_sync *es)
 {
-    *es = (end_sync){ .j = j, .dir = dir };
-    irp_journal_set_fsync(j, true);   /* writes the batch */
-    int rc = irp_journal_flush(j);
+    irp_journal_set_fsync(es->j, true);   /* writes the batch */
+    int rc = irp_journal_flush(es->j);
     if (rc)
         return rc;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    es->started = pthread_create(&es->thread, NULL, end_sync_thread, es) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    es->started = irp_thread_start(&es->thread, end_sync_thread, es);
     if (!es->started)
         end_sync_thread(es);
     return 0;
 }
 
-/* Wait for end_sync_start's syncs; their first failure. */
+/* Wait for end_sync_start's syncs (or, without them, for the copy); their
+ * first failure. */
 static int end_sync_wait(end_sync *es)
 {
     if (es->started)
         pthread_join(es->thread, NULL);
     es->started = false;
+    if (es->copy) {
+        es->files_err = rundir_copy_finish(es->copy);
+        es->copy = NULL;
+    }
     if (es->files_err)
-        fprintf(stderr, "irp: cannot sync %s: %s\n", es->dir, irp_strerror(es->files_err));
+        fprintf(stderr, "irp: cannot write %s/playbook.yaml or inputs.json: %s\n", es->dir,
+                irp_strerror(es->files_err));
     return es->journal_err ? es->journal_err : es->files_err;
 }
 
 /* A new run directory, locked, with an empty journal; an exit status on
  * failure. */
 static int open_new(const irp_playbook *pb, const run_args *a, const irp_value *inputs,
-                    char run_id[256], char **dir, irp_journal **j)
+                    char run_id[256], char **dir, irp_journal **j, rundir_copy **copy)
 {
     char err[512] = "";
     rundir_make_id(pb->id, run_id, 256);
@@ -357,6 +364,14 @@ static int open_new(const irp_playbook *pb, const run_args *a, const irp_value *
         *dir = NULL;
         return IRP_EXIT_JOURNAL;
     }
+    if (a->sim && (rc = rundir_copy_start(*dir, pb->src, pb->src_len, copy)) != 0) {
+        fprintf(stderr, "irp run: cannot write to %s: %s\n", *dir, irp_strerror(rc));
+        irp_journal_close(*j);
+        *j = NULL;
+        free(*dir);
+        *dir = NULL;
+        return IRP_EXIT_JOURNAL;
+    }
     return 0;
 }
 
@@ -366,8 +381,9 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     char run_id[256], sha[IRP_SHA256_HEX];
     char *dir = NULL;
     irp_journal *j = NULL;
+    rundir_copy *copy = NULL;
     int rc = a->resume ? run_resume_open(pb, a, &dir, &j)
-                       : open_new(pb, a, inputs, run_id, &dir, &j);
+                       : open_new(pb, a, inputs, run_id, &dir, &j, &copy);
     if (rc)
         return rc;
     if (a->resume)
@@ -461,8 +477,8 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     liveview_finish(ui.view);
     irp_run_status st = irp_engine_status(ui.engine);
     int jerr = irp_engine_journal_error(ui.engine);
-    end_sync es = { 0 };
-    if (a->sim && !a->no_fsync && !jerr && (jerr = end_sync_start(&es, j, dir)) != 0)
+    end_sync es = { .j = j, .dir = dir, .copy = copy };
+    if (a->sim && !a->no_fsync && !jerr && (jerr = end_sync_start(&es)) != 0)
         fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));
     if (!jerr && (jerr = irp_journal_flush(j)) != 0)
         fprintf(stderr, "irp: cannot write the journal: %s\n", irp_strerror(jerr));

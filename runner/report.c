@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "irp/report.h"
 #include "irp/timeutil.h"
 #include "rundir.h"
+#include "thread.h"
 
 /* Longest event detail in the Markdown timeline; the journal has it all. */
 #define DETAIL_MAX 400
@@ -1707,7 +1707,6 @@ static void *stream_thread(void *arg)
 /* The thread, with every signal blocked: they are the loop's to handle. */
 static bool start_thread(irp_report_stream *s)
 {
-    sigset_t all, old;
     if (pthread_mutex_init(&s->mu, NULL) != 0)
         return false;
     if (pthread_cond_init(&s->cv, NULL) != 0) {
@@ -1720,10 +1719,7 @@ static bool start_thread(irp_report_stream *s)
         return false;
     }
     s->queue_tail = &s->queue;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    s->threaded = pthread_create(&s->thread, NULL, stream_thread, s) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    s->threaded = irp_thread_start(&s->thread, stream_thread, s);
     if (!s->threaded) {
         pthread_cond_destroy(&s->room);
         pthread_cond_destroy(&s->cv);

@@ -12,6 +12,7 @@
 
 #include "irp/error.h"
 #include "rundir.h"
+#include "thread.h"
 
 void rundir_make_id(const char *playbook_id, char *buf, size_t len)
 {
@@ -47,6 +48,58 @@ int rundir_write(const char *dir, const char *name, const char *bytes, size_t le
         rc = irp_err_from_errno(errno);
     if (close(fd) != 0 && !rc)
         rc = irp_err_from_errno(errno);
+    return rc;
+}
+
+struct rundir_copy {
+    pthread_t thread;
+    char *dir;
+    const char *src;
+    size_t len;
+    int err;
+};
+
+static void *copy_thread(void *arg)
+{
+    rundir_copy *c = arg;
+    char part[4096], path[4096];
+    snprintf(part, sizeof part, "%s/playbook.yaml.part", c->dir);
+    snprintf(path, sizeof path, "%s/playbook.yaml", c->dir);
+    c->err = rundir_write(c->dir, "playbook.yaml.part", c->src, c->len, false);
+    if (!c->err && rename(part, path) != 0)
+        c->err = irp_err_from_errno(errno);
+    return NULL;
+}
+
+int rundir_copy_start(const char *dir, const char *src, size_t len, rundir_copy **out)
+{
+    rundir_copy *c = calloc(1, sizeof *c);
+    *out = NULL;
+    if (!c || !(c->dir = strdup(dir))) {
+        free(c);
+        return IRP_ENOMEM;
+    }
+    c->src = src;
+    c->len = len;
+    if (!irp_thread_start(&c->thread, copy_thread, c)) {
+        copy_thread(c);         /* no thread: write it now */
+        int rc = c->err;
+        free(c->dir);
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int rundir_copy_finish(rundir_copy *c)
+{
+    if (!c)
+        return 0;
+    pthread_join(c->thread, NULL);
+    int rc = c->err;
+    free(c->dir);
+    free(c);
     return rc;
 }
 
@@ -97,7 +150,7 @@ int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
         free(dir);
         return rc;
     }
-    int rc = rundir_write(dir, "playbook.yaml", pb->src, pb->src_len, sync);
+    int rc = sync ? rundir_write(dir, "playbook.yaml", pb->src, pb->src_len, true) : 0;
     if (!rc) {
         json_t *j = irp_value_to_json(inputs, IRP_VALUE_JSON_REDACT);
         char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;

@@ -12,11 +12,20 @@
 void rundir_make_id(const char *playbook_id, char *buf, size_t len);
 /* Creates RUNS (if missing) and RUNS/<id> (0700) with logs/, the exact
  * playbook copy and inputs.json (0600), fsynced unless `sync` is false
- * (a simulation, which syncs its files when it ends: rundir_sync_files).
+ * (a simulation, which syncs its files when it ends: rundir_sync_files;
+ * and leaves the copy to rundir_copy_start).
  * *path is malloc'd. */
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
                   const irp_value *inputs, bool sync, char **path, char *err,
                   size_t errlen);
+/* The playbook copy of a simulation, written on a thread of its own while
+ * the run goes on (28 MB took the run's thread 80 ms): to DIR/playbook.yaml
+ * once complete, under a temporary name until then.  src must stay
+ * valid until rundir_copy_finish, which waits for the thread and returns
+ * its error (0 for a NULL copy); *out is NULL if even starting failed. */
+typedef struct rundir_copy rundir_copy;
+int rundir_copy_start(const char *dir, const char *src, size_t len, rundir_copy **out);
+int rundir_copy_finish(rundir_copy *c);
 /* fsync the playbook copy and inputs.json of run directory DIR. */
 int rundir_sync_files(const char *dir);
 /* Take the run's lock: an exclusive flock() on DIR/lock (created 0600),
