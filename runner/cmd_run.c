@@ -397,7 +397,9 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
      * their step.started to reach the disk (at --speed max that wait was
      * most of its time); the whole journal is synced when it ends. */
     irp_journal_set_fsync(j, !a->no_fsync && !a->sim);
-    irp_sha256_hex(pb->src, pb->src_len, sha);
+    /* A simulation's copy hashes the playbook on its own thread. */
+    if (!copy)
+        irp_sha256_hex(pb->src, pb->src_len, sha);
     int64_t detected = -1;
     /* SPEC §1.2: --detected-at, else the input detected_at, else the start. */
     const char *det = a->detected_at;
@@ -462,6 +464,8 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     liveview_attach(ui.view, ui.engine);
     if (!common->quiet && !ui.view)
         printf("%s  %s  run %s\n", rundir_tlp_label(pb->tlp), pb->title, run_id);
+    if (copy)
+        rundir_copy_sha256(copy, sha);   /* for run.started */
     if (a->resume)
         run_resume_start(a, ui.engine);
     else

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "irp/error.h"
+#include "irp/journal.h"
 #include "rundir.h"
 #include "thread.h"
 
@@ -57,12 +58,22 @@ struct rundir_copy {
     const char *src;
     size_t len;
     int err;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool hashed;
+    char sha[IRP_SHA256_HEX];
 };
 
 static void *copy_thread(void *arg)
 {
     rundir_copy *c = arg;
-    char part[4096], path[4096];
+    char part[4096], path[4096], sha[IRP_SHA256_HEX];
+    irp_sha256_hex(c->src, c->len, sha);
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->sha, sha, sizeof sha);
+    c->hashed = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
     snprintf(part, sizeof part, "%s/playbook.yaml.part", c->dir);
     snprintf(path, sizeof path, "%s/playbook.yaml", c->dir);
     c->err = rundir_write(c->dir, "playbook.yaml.part", c->src, c->len, false);
@@ -81,15 +92,31 @@ int rundir_copy_start(const char *dir, const char *src, size_t len, rundir_copy 
     }
     c->src = src;
     c->len = len;
-    if (!irp_thread_start(&c->thread, copy_thread, c)) {
-        copy_thread(c);         /* no thread: write it now */
-        int rc = c->err;
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
         free(c->dir);
         free(c);
-        return rc;
+        return IRP_ENOMEM;
+    }
+    bool cv = pthread_cond_init(&c->cv, NULL) == 0;
+    if (!cv || !irp_thread_start(&c->thread, copy_thread, c)) {
+        if (cv)
+            pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        free(c->dir);
+        free(c);
+        return IRP_ENOMEM;
     }
     *out = c;
     return 0;
+}
+
+void rundir_copy_sha256(rundir_copy *c, char out[IRP_SHA256_HEX])
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->hashed)
+        pthread_cond_wait(&c->cv, &c->mu);
+    memcpy(out, c->sha, IRP_SHA256_HEX);
+    pthread_mutex_unlock(&c->mu);
 }
 
 int rundir_copy_finish(rundir_copy *c)
@@ -98,6 +125,8 @@ int rundir_copy_finish(rundir_copy *c)
         return 0;
     pthread_join(c->thread, NULL);
     int rc = c->err;
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
     free(c->dir);
     free(c);
     return rc;

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "irp/journal.h"
 #include "irp/model.h"
 #include "irp/value.h"
 
@@ -18,13 +19,15 @@ void rundir_make_id(const char *playbook_id, char *buf, size_t len);
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
                   const irp_value *inputs, bool sync, char **path, char *err,
                   size_t errlen);
-/* The playbook copy of a simulation, written on a thread of its own while
- * the run goes on (28 MB took the run's thread 80 ms): to DIR/playbook.yaml
- * once complete, under a temporary name until then.  src must stay
- * valid until rundir_copy_finish, which waits for the thread and returns
- * its error (0 for a NULL copy); *out is NULL if even starting failed. */
+/* The playbook copy of a simulation, hashed and written on a thread of
+ * its own while the run gets ready and goes on (28 MB took the run's
+ * thread 100 ms): to DIR/playbook.yaml once complete, under a temporary
+ * name until then.  src must stay valid until rundir_copy_finish, which
+ * waits for the thread and returns its error (0 for a NULL copy).
+ * rundir_copy_sha256 waits for the SHA-256 of src, made first. */
 typedef struct rundir_copy rundir_copy;
 int rundir_copy_start(const char *dir, const char *src, size_t len, rundir_copy **out);
+void rundir_copy_sha256(rundir_copy *c, char out[IRP_SHA256_HEX]);
 int rundir_copy_finish(rundir_copy *c);
 /* fsync the playbook copy and inputs.json of run directory DIR. */
 int rundir_sync_files(const char *dir);
