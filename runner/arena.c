@@ -1,7 +1,4 @@
-#include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +6,6 @@
 #include <sys/mman.h>
 
 #include "irp/arena.h"
-#include "thread.h"
 
 /* Blocks grow geometrically so a 100k-step playbook needs few mallocs;
  * requests larger than a block get a block of their own. */
@@ -34,7 +30,6 @@ struct irp_arena_block {
     size_t off;
     size_t mapped;          /* bytes mmap'd for the block, 0 if malloc'd */
     size_t dirty;           /* data[dirty..size) is known to be zero */
-    struct prefault *pf;    /* its pages being faulted in ahead; or NULL */
     _Alignas(16) unsigned char data[];
 };
 
@@ -44,64 +39,10 @@ void irp_arena_init(irp_arena *a, size_t cap)
     a->cap = cap;
 }
 
-/* A thread faulting in a mapped block's pages before the arena hands them
- * out (irp_arena_prefault). */
-struct prefault {
-    pthread_t thread;
-    unsigned char *addr;
-    size_t len;
-    atomic_bool stop;
-};
-
-/* In huge-page steps from the start, the order the arena hands memory
- * out in, so the pages wanted first are ready first; pages already in
- * are passed over by the kernel. */
-static void *prefault_thread(void *arg)
-{
-    struct prefault *p = arg;
-    for (size_t off = 0; off < p->len && !atomic_load(&p->stop); off += ARENA_HUGE_PAGE) {
-        size_t n = p->len - off < ARENA_HUGE_PAGE ? p->len - off : ARENA_HUGE_PAGE;
-        if (madvise(p->addr + off, n, MADV_POPULATE_WRITE) != 0 && errno != EINTR)
-            break;      /* an older kernel, or no memory: the arena's user faults them */
-    }
-    return NULL;
-}
-
-static void prefault_stop(irp_arena_block *b)
-{
-    if (!b->pf)
-        return;
-    atomic_store(&b->pf->stop, true);
-    pthread_join(b->pf->thread, NULL);
-    free(b->pf);
-    b->pf = NULL;
-}
-
-static void prefault_start(irp_arena_block *b)
-{
-    struct prefault *p = calloc(1, sizeof *p);
-    if (!p)
-        return;
-    p->addr = (unsigned char *)b;
-    p->len = b->mapped;
-    atomic_init(&p->stop, false);
-    if (!irp_thread_start(&p->thread, prefault_thread, p)) {
-        free(p);
-        return;
-    }
-    b->pf = p;
-}
-
-void irp_arena_prefault(irp_arena *a)
-{
-    a->prefault = true;
-}
-
 static void free_blocks(irp_arena_block *b)
 {
     while (b) {
         irp_arena_block *prev = b->prev;
-        prefault_stop(b);
         if (b->mapped)
             munmap(b, b->mapped);
         else
@@ -206,15 +147,12 @@ static irp_arena_block *arena_grow(irp_arena *a, size_t need)
             return NULL;
     }
     b->mapped = mapped;
-    b->pf = NULL;
     b->dirty = mapped ? 0 : size;
     b->prev = a->head;
     b->size = size;
     b->off = 0;
     sync_head(a);
     set_head(a, b);
-    if (mapped && a->prefault)
-        prefault_start(b);
     return b;
 }
 

@@ -1425,7 +1425,6 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
      * the first thousand steps. */
     irp_arena_hint(&e->mem, pb->n_steps * (sizeof *e->steps + sizeof *e->deps_left +
                                            sizeof(inst) + 32 + 2 * sizeof *e->dependents));
-    irp_arena_prefault(&e->mem);
     size_t n_alloc = pb->n_steps ? pb->n_steps : 1;
     e->steps = irp_arena_alloc(&e->mem, n_alloc * sizeof *e->steps);
     e->deps_left = irp_arena_alloc(&e->mem, n_alloc * sizeof *e->deps_left);

@@ -9,7 +9,6 @@
 #ifndef IRP_ARENA_H
 #define IRP_ARENA_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,10 +24,9 @@ typedef struct irp_arena {
      * instructions inline: a large playbook makes millions of them. */
     unsigned char *next, *end, *clean;
     size_t hint;             /* expected total; see irp_arena_hint() */
-    bool prefault;           /* see irp_arena_prefault() */
 } irp_arena;
 
-#define IRP_ARENA_INIT { NULL, 0, 0, NULL, NULL, NULL, 0, false }
+#define IRP_ARENA_INIT { NULL, 0, 0, NULL, NULL, NULL, 0 }
 
 void irp_arena_init(irp_arena *a, size_t cap);
 /* Frees every block; the arena may be reused afterwards. */
@@ -45,12 +43,6 @@ void irp_arena_adopt(irp_arena *dst, irp_arena *src);
  * come from malloc, in pages faulted one at a time).  Only address space
  * is reserved; memory is used as allocations reach it. */
 void irp_arena_hint(irp_arena *a, size_t bytes);
-/* From now on, the pages of each large block are faulted in on a thread
- * of their own, ahead of the allocations that will use them: on a
- * virtual machine the first touch of fresh memory can cost more than the
- * work done with it.  For an arena its user will fill (irp_arena_hint
- * sized it well): its pages are memory in use from then on. */
-void irp_arena_prefault(irp_arena *a);
 
 /* The slow path of the allocators below: a new block, or a cap. */
 void *irp_arena_carve_slow(irp_arena *a, size_t size, size_t align);

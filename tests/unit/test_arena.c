@@ -1,6 +1,5 @@
 /* Tests of include/irp/arena.h: zeroed memory from every kind of block,
- * reuse after a reset, blocks moved from one arena to another, and
- * blocks faulted in ahead by a thread. */
+ * reuse after a reset, and blocks moved from one arena to another. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +7,7 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "irp/arena.h"
 
@@ -97,64 +92,12 @@ static void test_arena_adopt(void **state)
     irp_arena_release(&dst);
 }
 
-/* Pages of [p, p+n) in memory now, by mincore. */
-static size_t resident_pages(const unsigned char *p, size_t n)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t start = (uintptr_t)p & ~(uintptr_t)(page - 1);
-    size_t pages = ((uintptr_t)p + n - start + page - 1) / page, in = 0;
-    unsigned char *vec = malloc(pages);
-    assert_non_null(vec);
-    assert_int_equal(mincore((void *)start, pages * page, vec), 0);
-    for (size_t i = 0; i < pages; i++)
-        in += vec[i] & 1;
-    free(vec);
-    return in;
-}
-
-/* A prefaulted block comes into memory without being touched, and what
- * the arena's user wrote meanwhile is kept; the rest still reads zero.
- * Releasing while the thread works stops it first (ASan and valgrind
- * would see it touch unmapped memory otherwise). */
-static void test_arena_prefault(void **state)
-{
-    const size_t size = (size_t)24 << 20, head = (size_t)1 << 20;
-    irp_arena a;
-    irp_arena_init(&a, 0);
-    irp_arena_hint(&a, size + head);
-    irp_arena_prefault(&a);
-    unsigned char *w = irp_arena_alloc(&a, head);
-    unsigned char *rest = irp_arena_alloc(&a, size);
-    assert_non_null(w);
-    assert_non_null(rest);
-    memset(w, 0x3c, head);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), want = size / page;
-    struct timespec nap = { 0, 10 * 1000 * 1000 };
-    for (int i = 0; i < 1000 && resident_pages(rest, size) < want; i++)
-        nanosleep(&nap, NULL);
-    assert_true(resident_pages(rest, size) >= want);
-    for (size_t i = 0; i < head; i++)
-        if (w[i] != 0x3c)
-            fail_msg("byte %zu changed to %d", i, w[i]);
-    assert_true(all_zero(rest, size));
-    irp_arena_release(&a);
-
-    for (int round = 0; round < 20; round++) {
-        irp_arena_init(&a, 0);
-        irp_arena_prefault(&a);
-        irp_arena_hint(&a, (size_t)64 << 20);
-        memset(irp_arena_alloc(&a, 100), 1, 100);
-        irp_arena_release(&a);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena_alloc_zeroed),
         cmocka_unit_test(test_arena_reset_reuses_and_rezeroes),
         cmocka_unit_test(test_arena_adopt),
-        cmocka_unit_test(test_arena_prefault),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
