@@ -208,10 +208,18 @@ workload_fd_limit() {
 	# shellcheck disable=SC2016  # expanded by that bash, not this one
 	side irp bash -c 'ulimit -Sn "$1" && shift && exec "$@"' fd_limit "$limit" \
 		"$IRP" run --quiet --runs "$RUNS" --jobs "$n" "$d/irp.yaml"
+	# What the machine allows: the same n children, $slots at once, started
+	# by a program that does nothing else (execve, no shell, as irp's argv
+	# steps).  Starting and reaping 10,000 processes costs CPU that the
+	# ideal below does not count.
+	# shellcheck disable=SC2016
+	side xargs bash -c 'ulimit -Sn "$1" && yes 1 | head -n "$2" | xargs -P "$3" -n 1 sleep' \
+		fd_limit "$limit" "$n" "$slots"
 	RACE_PREP=prep_side
 	race "$(few_runs)" 0 || true
 	row_ideal "$n steps of sleep 1, --jobs $n, ulimit -n $limit vs ideal ($slots at once) $(on_fs)" \
 		irp "$ideal" "ideal: ceil($n / $slots) x 1 s"
+	row "$n steps of sleep 1, --jobs $n, ulimit -n $limit vs xargs -P $slots $(on_fs)" irp xargs
 	if [[ -z $RACE_FAILED ]]; then
 		peak=$(python3 "$HERE/fd_slots.py" --peak "$RUNS"/*/journal.jsonl) || peak='?'
 		note "fd_limit: irp holds $base descriptors with no child and $per per child ($what:" \

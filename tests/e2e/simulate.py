@@ -699,10 +699,15 @@ def long_report_is_what_irp_report_prints(c):
     file of those rows is left behind."""
     steps = "".join(f"  - id: s{i:04d}\n    run: [probe, '{i}']\n    simulate: {{ duration: 1s }}\n"
                     for i in range(3000))
-    r = c.ok(playbook(steps), "--speed", "max", "--seed", "5")
+    pb = c.write("long.yaml", playbook(steps))
+    r = c.ok(pb, "--speed", "max", "--seed", "5")
     with open(os.path.join(r.dir, "report.md"), "rb") as f:
         md = f.read()
     check(len(md) > 600_000, f"report.md is only {len(md)} bytes")
+    # The copy, written on its own thread while the exercise ran, is whole
+    # (and no playbook.yaml.part is left: the listing below).
+    with open(pb, "rb") as f, open(os.path.join(r.dir, "playbook.yaml"), "rb") as g:
+        check(f.read() == g.read(), "playbook.yaml is not the playbook")
     rep = subprocess.run([IRP, "report", r.dir], capture_output=True, timeout=RUN_TIMEOUT)
     eq(rep.returncode, 0, "irp report")
     check(md == rep.stdout, "report.md differs from `irp report`")
