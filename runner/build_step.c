@@ -124,15 +124,33 @@ static void st_when(bctx *c, const irp_node *v, void *o)
     }
 }
 
+/* s's own rare fields, made (in the arena) when first written; NULL when
+ * out of memory (c->oom is set). */
+static irp_step_rare *rare_of(bctx *c, irp_step *s)
+{
+    if (s->rare != &irp_step_rare_none)
+        return (irp_step_rare *)s->rare;   /* its own, from the arena */
+    irp_step_rare *r = irp_arena_alloc(c->a, sizeof *r);
+    if (!r) {
+        c->oom = true;
+        return NULL;
+    }
+    s->rare = r;
+    return r;
+}
+
 static void st_for_each(bctx *c, const irp_node *v, void *o)
 {
     irp_step *s = o;
+    irp_step_rare *r = rare_of(c, s);
+    if (!r)
+        return;
     s->has_for_each = true;
     if (v->kind == IRP_NODE_SEQ) {
         s->for_each_is_list = true;
-        build_tstr_list(c, v, &s->for_each_items, &s->n_for_each_items);
-    } else if (build_tstr(c, v, &s->for_each_expr) &&
-               (s->for_each_expr.tpl ? !irp_template_is_single_expr(s->for_each_expr.tpl)
+        build_tstr_list(c, v, &r->for_each_items, &r->n_for_each_items);
+    } else if (build_tstr(c, v, &r->for_each_expr) &&
+               (r->for_each_expr.tpl ? !irp_template_is_single_expr(r->for_each_expr.tpl)
                                      : !memmem(v->u.scalar.s, v->len, "${{", 3))) {
         build_error(c, v, "for_each must be a list or one ${{ }} expression giving a list");
     }
@@ -149,7 +167,8 @@ static void st_confirm(bctx *c, const irp_node *v, void *o)
         build_bool(c, v, &s->confirm);
         return;
     }
-    if (build_tstr(c, v, &s->confirm_prompt))
+    irp_step_rare *r = rare_of(c, s);
+    if (r && build_tstr(c, v, &r->confirm_prompt))
         s->confirm = true;
 }
 
@@ -201,7 +220,8 @@ static void st_idempotent(bctx *c, const irp_node *v, void *o)
 
 static void st_cwd(bctx *c, const irp_node *v, void *o)
 {
-    if (build_tstr(c, v, &STEP(o)->cwd))
+    irp_step_rare *r = rare_of(c, STEP(o));
+    if (r && build_tstr(c, v, &r->cwd))
         STEP(o)->set |= IRP_SET_CWD;
 }
 
@@ -633,10 +653,13 @@ static const build_key step_keys[] = {
     { "wait", st_wait },
 };
 
+const irp_step_rare irp_step_rare_none;
+
 static void init_step(irp_step *s)
 {
     s->timeout_ms = -1;
     s->retry_backoff = 1.0;
+    s->rare = &irp_step_rare_none;
 }
 
 /* Room for one more step.  Steps are built while `steps` is still being
@@ -801,11 +824,14 @@ void build_apply_defaults(bctx *c)
             s->on_failure = d->on_failure;
         if (unset & IRP_SET_IDEMPOTENT)
             s->idempotent = d->idempotent;
-        if (unset & IRP_SET_CWD)
-            s->cwd = d->cwd;
+        /* Only a value given makes a step its own rare fields. */
+        irp_step_rare *r;
+        if ((unset & IRP_SET_CWD) && d->rare->cwd.s && (r = rare_of(c, s)) != NULL)
+            r->cwd = d->rare->cwd;
         if (unset & IRP_SET_CONFIRM) {
             s->confirm = d->confirm;
-            s->confirm_prompt = d->confirm_prompt;
+            if (d->rare->confirm_prompt.s && (r = rare_of(c, s)) != NULL)
+                r->confirm_prompt = d->rare->confirm_prompt;
         }
         merge_env(c, s, d);
         if (s->action == IRP_ACT_NOTIFY && s->timeout_ms < 0)

@@ -212,8 +212,8 @@ static void walk_notify(const irp_step *st, str_fn fn, void *ctx)
 /* Every templated string of a step but its for_each, in file order. */
 static void walk_step(const irp_step *st, str_fn fn, void *ctx)
 {
-    fn(ctx, st, &st->confirm_prompt, "confirm");
-    fn(ctx, st, &st->cwd, "cwd");
+    fn(ctx, st, &st->rare->confirm_prompt, "confirm");
+    fn(ctx, st, &st->rare->cwd, "cwd");
     walk_kvs(st, st->env, st->n_env, "env", fn, ctx);
     switch (st->action) {
     case IRP_ACT_RUN:
@@ -304,9 +304,9 @@ static int secrets_prepare(check_ctx *c, strvec *placed)
     }
     for (size_t i = 0; i < pb->n_steps && !w.rc; i++) {
         const irp_step *st = &pb->steps[i];
-        secret_str(&w, st, &st->for_each_expr, "for_each");
-        for (size_t k = 0; k < st->n_for_each_items; k++)
-            secret_str(&w, st, &st->for_each_items[k], "for_each");
+        secret_str(&w, st, &st->rare->for_each_expr, "for_each");
+        for (size_t k = 0; k < st->rare->n_for_each_items; k++)
+            secret_str(&w, st, &st->rare->for_each_items[k], "for_each");
         if (st->when) {
             irp_str ws = when_str(st);
             w.str = &ws;
@@ -379,13 +379,13 @@ static int eval_for_each(check_ctx *c, const irp_step *st, bool quiet, irp_value
     if (!st->has_for_each)
         return 0;
     if (!st->for_each_is_list) {
-        int rc = eval_str(c, &s, &st->for_each_expr, "for_each", out);
+        int rc = eval_str(c, &s, &st->rare->for_each_expr, "for_each", out);
         if (rc || !*out)
             return rc == IRP_ENOMEM ? rc : 0;
         if (irp_value_type_of(*out) != IRP_VALUE_LIST) {
             c->expr_bad[st->index] |= !quiet;
             if (!quiet)
-                check_diag(c, IRP_CHECK_EXPRESSIONS, IRP_DIAG_ERROR, st->for_each_expr.pos,
+                check_diag(c, IRP_CHECK_EXPRESSIONS, IRP_DIAG_ERROR, st->rare->for_each_expr.pos,
                            "for_each gave a %s, not a list",
                            irp_value_type_name(irp_value_type_of(*out)));
             irp_value_unref(*out);
@@ -394,9 +394,9 @@ static int eval_for_each(check_ctx *c, const irp_step *st, bool quiet, irp_value
         return 0;
     }
     irp_value *list = irp_value_new_list();
-    for (size_t i = 0; list && i < st->n_for_each_items; i++) {
+    for (size_t i = 0; list && i < st->rare->n_for_each_items; i++) {
         irp_value *v = NULL;
-        int rc = eval_str(c, &s, &st->for_each_items[i], "for_each", &v);
+        int rc = eval_str(c, &s, &st->rare->for_each_items[i], "for_each", &v);
         if (rc || !v) {
             irp_value_unref(list);
             return rc == IRP_ENOMEM ? rc : 0;

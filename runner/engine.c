@@ -1043,14 +1043,14 @@ static int expand(irp_engine *e, sstate *st, irp_value **items, char *err, size_
     if (def->for_each_is_list) {
         list = irp_value_new_list();
         rc = list ? 0 : IRP_ENOMEM;
-        for (size_t i = 0; !rc && i < def->n_for_each_items; i++) {
+        for (size_t i = 0; !rc && i < def->rare->n_for_each_items; i++) {
             irp_value *v = NULL;
-            rc = irp_render_str(&def->for_each_items[i], &e->run_scope, &v, err, errlen);
+            rc = irp_render_str(&def->rare->for_each_items[i], &e->run_scope, &v, err, errlen);
             if (!rc)
                 rc = irp_value_list_append(list, v);
         }
     } else {
-        rc = irp_render_str(&def->for_each_expr, &e->run_scope, &list, err, errlen);
+        rc = irp_render_str(&def->rare->for_each_expr, &e->run_scope, &list, err, errlen);
         if (!rc && irp_value_type_of(list) != IRP_VALUE_LIST) {
             snprintf(err, errlen, "for_each gave a %s, not a list",
                      irp_value_type_name(irp_value_type_of(list)));
@@ -1154,10 +1154,10 @@ static const char *const YES_NO[] = { "yes", "no", "one by one" };
 static void confirm_text(irp_engine *e, const sstate *st, char *q, size_t len)
 {
     const irp_step *def = st->def;
-    if (def->confirm_prompt.s) {
+    if (def->rare->confirm_prompt.s) {
         char *text = NULL, err[256];
-        if (irp_render_text(&def->confirm_prompt, &e->run_scope, &text, NULL, err, sizeof err))
-            snprintf(q, len, "%s", def->confirm_prompt.s);
+        if (irp_render_text(&def->rare->confirm_prompt, &e->run_scope, &text, NULL, err, sizeof err))
+            snprintf(q, len, "%s", def->rare->confirm_prompt.s);
         else
             snprintf(q, len, "%s", text);
         free(text);

@@ -358,8 +358,8 @@ static int ev_prepare(irp_job *job, json_t **action, char *err, size_t errlen)
     json_t *a = json_object(), *collect = json_array();
     *action = a;
     json_object_set_new(a, "collect", collect);
-    if (job->step->cwd.s) {
-        int rc = irp_render_text(&job->step->cwd, job->scope, &ej->cwd, NULL, err, errlen);
+    if (job->step->rare->cwd.s) {
+        int rc = irp_render_text(&job->step->rare->cwd, job->scope, &ej->cwd, NULL, err, errlen);
         if (rc)
             return rc;
         json_object_set_new(a, "cwd", irp_json_text(ej->cwd, strlen(ej->cwd)));

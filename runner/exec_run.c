@@ -387,8 +387,8 @@ static int run_prepare(irp_job *job, json_t **action, char *err, size_t errlen)
         return rc;
     if (r->argv_not_utf8)
         add_argv_b64(job, r, a);
-    if (job->step->cwd.s) {
-        rc = irp_render_text(&job->step->cwd, job->scope, &r->cwd, NULL, err, errlen);
+    if (job->step->rare->cwd.s) {
+        rc = irp_render_text(&job->step->rare->cwd, job->scope, &r->cwd, NULL, err, errlen);
         if (rc)
             return rc;
         json_object_set_new(a, "cwd", irp_json_text(r->cwd, strlen(r->cwd)));

@@ -63,15 +63,15 @@ static bool literal_instances(const irp_step *st, bool *by_item)
     if (!st->for_each_is_list)
         return false;
     *by_item = true;
-    for (size_t i = 0; i < st->n_for_each_items; i++) {
-        const irp_str *it = &st->for_each_items[i];
+    for (size_t i = 0; i < st->rare->n_for_each_items; i++) {
+        const irp_str *it = &st->rare->for_each_items[i];
         if (it->tpl && irp_template_has_exprs(it->tpl))
             return false;
         *by_item = *by_item && it->len >= 1 && it->len <= 64 && strlen(it->s) == it->len &&
                    strspn(it->s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                  "0123456789._:@-") == it->len;
         for (size_t k = 0; *by_item && k < i; k++)
-            *by_item = strcmp(st->for_each_items[k].s, it->s) != 0;
+            *by_item = strcmp(st->rare->for_each_items[k].s, it->s) != 0;
     }
     return true;
 }
@@ -81,7 +81,7 @@ static void check_instance(sctx *c, const irp_node *v, const irp_step *st, const
     bool by_item;
     if (!literal_instances(st, &by_item))
         return;
-    size_t n = st->n_for_each_items;
+    size_t n = st->rare->n_for_each_items;
     const char **names = calloc(n ? n : 1, sizeof *names);
     char (*idx)[24] = calloc(n ? n : 1, sizeof *idx);
     if (!names || !idx) {
@@ -93,7 +93,7 @@ static void check_instance(sctx *c, const irp_node *v, const irp_step *st, const
     bool found = false;
     for (size_t i = 0; i < n; i++) {
         snprintf(idx[i], sizeof idx[i], "%zu", i);
-        names[i] = by_item ? st->for_each_items[i].s : idx[i];
+        names[i] = by_item ? st->rare->for_each_items[i].s : idx[i];
         found |= strcmp(names[i], inner) == 0;
     }
     if (!found) {

@@ -441,8 +441,8 @@ static void check_step(refctx *r, const irp_step *s)
     r->step = s;
     r->item_ok = false;
     /* The for_each list is evaluated before there is an item. */
-    check_str(r, &s->for_each_expr);
-    check_strs(r, s->for_each_items, s->n_for_each_items);
+    check_str(r, &s->rare->for_each_expr);
+    check_strs(r, s->rare->for_each_items, s->rare->n_for_each_items);
     r->item_ok = s->has_for_each;
     if (s->when) {
         irp_str w = { .s = s->when_src, .len = (uint32_t)strlen(s->when_src), .pos = s->when_pos,
@@ -450,8 +450,8 @@ static void check_step(refctx *r, const irp_step *s)
         r->str = &w;
         irp_expr_walk_refs(s->when, check_ref, r);
     }
-    check_str(r, &s->confirm_prompt);
-    check_str(r, &s->cwd);
+    check_str(r, &s->rare->confirm_prompt);
+    check_str(r, &s->rare->cwd);
     check_kvs(r, s->env, s->n_env);
     check_action(r, s);
     if (s->sim.has_duration && s->timeout_ms >= 0 && s->sim.dur_max_ms > s->timeout_ms)

@@ -166,6 +166,19 @@ enum {
     IRP_SET_CWD = 1u << 6, IRP_SET_CONFIRM = 1u << 7
 };
 
+/* What few steps say, apart so that a step stays small (a third of it
+ * before): every step points to one, most to irp_step_rare_none. */
+typedef struct irp_step_rare {
+    irp_str for_each_expr;               /* `for_each: ${{ … }}` */
+    irp_str *for_each_items;             /* `for_each: [a, b]` */
+    size_t n_for_each_items;
+    irp_str confirm_prompt;              /* .s NULL: a default prompt */
+    irp_str cwd;
+} irp_step_rare;
+
+/* All empty: the rare fields of a step that has none of them. */
+extern const irp_step_rare irp_step_rare_none;
+
 typedef struct irp_step {
     /* What the passes over every step after building (defaults, needs,
      * cycles) read comes first, so each touches one or two cache lines of
@@ -196,17 +209,12 @@ typedef struct irp_step {
     const char *when_src;
     irp_node_style when_style;
 
-    irp_str for_each_expr;               /* `for_each: ${{ … }}` */
-    irp_str *for_each_items;             /* `for_each: [a, b]` */
-    size_t n_for_each_items;
-
-    irp_str confirm_prompt;              /* .s NULL: a default prompt */
+    const irp_step_rare *rare;           /* never NULL */
     int64_t timeout_ms;                  /* -1: none */
     int retries;
     irp_on_failure on_failure;
     int64_t retry_delay_ms;
     double retry_backoff;
-    irp_str cwd;
     irp_kv *env;
     size_t n_env;
     irp_simulate sim;
