@@ -521,14 +521,14 @@ static void kill_timeout(irp_timer *t)
 {
     inst *in = t->data;
     if (in->job_live)
-        executor_of(in->sctx.e, in->st)->cancel(in->job, SIGKILL);
+        executor_of(inst_engine(in), in->st)->cancel(in->job, SIGKILL);
 }
 
 /* A timeout sends SIGTERM to the process group, then SIGKILL 5 s later. */
 static void attempt_timeout(irp_timer *t)
 {
     inst *in = t->data;
-    irp_engine *e = in->sctx.e;
+    irp_engine *e = inst_engine(in);
     in->timed_out = true;
     if (in->job_live)
         executor_of(e, in->st)->cancel(in->job, SIGTERM);
@@ -539,7 +539,7 @@ static void attempt_timeout(irp_timer *t)
 static void retry_due(irp_timer *t)
 {
     inst *in = t->data;
-    irp_engine *e = in->sctx.e;
+    irp_engine *e = inst_engine(in);
     if (executor_of(e, in->st)->takes_slot) {
         queue_push(e, in, false);
         pump(e);
@@ -624,7 +624,7 @@ static bool job_log_path(irp_engine *e, const inst *in, ejob *j)
     memcpy(p, def->id, id);
     p += id;
     if (def->has_for_each)
-        p = put_dot_num(p, in->index);
+        p = put_dot_num(p, inst_index(in));
     p = put_dot_num(p, (size_t)in->attempt);
     memcpy(p, ext, sizeof ext);
     return true;
@@ -634,7 +634,7 @@ static void attempt_finished(irp_job *job)
 {
     inst *in = job->engine_data;
     ejob *ej = (ejob *)job;
-    irp_engine *e = in->sctx.e;
+    irp_engine *e = inst_engine(in);
     irp_timer_stop(&in->timer);
     irp_timer_stop(&in->kill_timer);
     /* Stopped by a second Ctrl-C: cancelled, not failed (SPEC §1.4). */
@@ -708,10 +708,10 @@ static void attempt_finished(irp_job *job)
 static int attempt_emit(irp_job *job, const char *event, json_t *fields)
 {
     inst *in = job->engine_data;
-    json_t *ev = inst_event(in->sctx.e, event, in);
+    json_t *ev = inst_event(inst_engine(in), event, in);
     json_object_update(ev, fields);
     json_decref(fields);
-    return engine_emit(in->sctx.e, ev, NULL);
+    return engine_emit(inst_engine(in), ev, NULL);
 }
 
 /* A manual step's answer given in advance: --answers, else --auto. */
@@ -746,14 +746,14 @@ static void job_ask(irp_job *job, const char *prompt, const char *const *choices
     inst *in = job->engine_data;
     in->answer_cb = cb;
     in->state = IRP_ST_AWAITING_INPUT;
-    in->question = engine_ask(in->sctx.e, in->st->def->id, in->id, "manual", prompt, choices,
+    in->question = engine_ask(inst_engine(in), in->st->def->id, in->id, "manual", prompt, choices,
                               n, true, job_answered, in);
 }
 
 static void job_unask(irp_job *job)
 {
     inst *in = job->engine_data;
-    engine_unask(in->sctx.e, in->question);
+    engine_unask(inst_engine(in), in->question);
     in->question = NULL;
     if (in->state == IRP_ST_AWAITING_INPUT)
         in->state = IRP_ST_RUNNING;
@@ -762,10 +762,10 @@ static void job_unask(irp_job *job)
 static void attempt_spawned(irp_job *job, pid_t pid)
 {
     inst *in = job->engine_data;
-    json_t *ev = inst_event(in->sctx.e, "step.spawned", in);
+    json_t *ev = inst_event(inst_engine(in), "step.spawned", in);
     json_object_set_new_nocheck(ev, "pid", json_integer(pid));
     json_object_set_new_nocheck(ev, "pgid", json_integer(pid));
-    engine_emit(in->sctx.e, ev, NULL);
+    engine_emit(inst_engine(in), ev, NULL);
 }
 
 /* An attempt that could not even begin (expression error, no slot, a
@@ -794,7 +794,7 @@ static bool start_prepared(irp_engine *e, inst *in, bool retrying);
 static void started_durable(void *arg, int status)
 {
     inst *in = arg;
-    irp_engine *e = in->sctx.e;
+    irp_engine *e = inst_engine(in);
     irp_clock_release(e->o.clock);
     if (status) {
         e->journal_err = status;
@@ -902,10 +902,12 @@ static void start_attempt(irp_engine *e, inst *in)
         return;
     }
     in->job = &ej->job;
+    ej->sctx = (struct scope_ctx){ e, in };
+    ej->scope = (irp_scope){ engine_lookup, &ej->sctx };
     irp_job *j = &ej->job;
     *j = (irp_job){
-        .step = def, .instance = in->id, .index = in->index, .has_index = def->has_for_each,
-        .attempt = in->attempt, .scope = &in->scope, .loop = e->o.loop, .clock = e->o.clock,
+        .step = def, .instance = in->id, .index = inst_index(in), .has_index = def->has_for_each,
+        .attempt = in->attempt, .scope = &ej->scope, .loop = e->o.loop, .clock = e->o.clock,
         .run_id = e->o.run_id, .run_dir = e->o.run_dir, .log_path = ej->log_path,
         .base_env = e->o.base_env, .redact = e->o.redact, .exit_code = -1,
         .operator_name = e->o.operator_name, .on_finish = attempt_finished,
@@ -1003,11 +1005,7 @@ static int make_instances(irp_engine *e, sstate *st, irp_value *items)
     for (size_t i = 0; i < n; i++) {
         inst *in = &st->insts[i];
         in->st = st;
-        in->index = i;
         in->exit_code = -1;
-        in->sctx.e = e;
-        in->sctx.in = in;
-        in->scope = (irp_scope){ engine_lookup, &in->sctx };
         if (!items) {
             in->id = st->def->id;
         } else {
@@ -1079,7 +1077,9 @@ static int when_true(irp_engine *e, inst *in, char *err, size_t errlen)
         return 0;
     irp_value *v = NULL;
     irp_expr_error x = { 0 };
-    int rc = irp_expr_eval(def->when, &in->scope, &v, &x);
+    struct scope_ctx sc = { e, in };
+    irp_scope scope = { engine_lookup, &sc };
+    int rc = irp_expr_eval(def->when, &scope, &v, &x);
     if (!rc && irp_value_type_of(v) != IRP_VALUE_BOOL) {
         snprintf(x.msg, sizeof x.msg, "when gave a %s, not true or false",
                  irp_value_type_name(irp_value_type_of(v)));
@@ -1243,7 +1243,6 @@ static void decide_confirm(irp_engine *e, sstate *st)
     const irp_step *def = st->def;
     const irp_answer *for_step = NULL;
     size_t undecided = 0;
-    st->engine = e;
     for (size_t i = 0; i < st->n; i++) {
         inst *in = &st->insts[i];
         /* irp resume: answers journaled before stand; an instance that
@@ -1440,6 +1439,7 @@ int irp_engine_new(const irp_engine_opts *opts, irp_engine **out)
     for (size_t i = 0; i < pb->n_steps; i++) {
         const irp_step *def = &pb->steps[i];
         e->steps[i].def = def;
+        e->steps[i].engine = e;
         e->deps_left[i] = def->n_deps;
         for (size_t k = 0; k < def->n_deps; k++)
             e->steps[def->deps[k]].n_dependents++;

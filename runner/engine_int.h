@@ -43,6 +43,11 @@ typedef struct dstate {
     irp_timer timer, warn_timer;
 } dstate;
 
+struct scope_ctx {
+    irp_engine *e;
+    inst *in;                    /* NULL outside an instance */
+};
+
 /* An attempt's job, taken from the engine's free list when the attempt
  * begins and given back when it has finished: only the few live attempts
  * carry an irp_job (most of it the executor's result buffers), so a
@@ -54,16 +59,15 @@ typedef struct ejob {
     char *log_path;              /* this attempt's log; malloc'd, kept for the next */
     size_t log_cap;
     bool on_stack;               /* an attempt failed before it began */
+    struct scope_ctx sctx;       /* job.scope: templates see the instance */
+    irp_scope scope;
 } ejob;
 
-struct scope_ctx {
-    irp_engine *e;
-    inst *in;                    /* NULL outside an instance */
-};
-
+/* One per instance of every step that got as far as having instances:
+ * 100,000 of them in a long playbook, so what only an attempt needs is
+ * in its ejob, and what can be worked out (the index, the engine) is. */
 struct inst {
     sstate *st;
-    size_t index;
     const char *id;              /* "step[item]" / "step[3]" in e->mem; without
                                     for_each, the step's own id */
     irp_value *item;             /* NULL without for_each */
@@ -85,8 +89,6 @@ struct inst {
     int exit_code;
     irp_value *outputs, *stdout_v;
     inst *next;                  /* in the slot queue */
-    struct irp_scope scope;
-    struct scope_ctx sctx;
 };
 
 /* Fields in order of use, small ones together: a 100,000-step run keeps
@@ -98,6 +100,7 @@ struct sstate {
     bool force_fail;             /* an inject failed the step before it started */
     signed char restored_decision;
     bool restored_end;
+    irp_engine *engine;
     size_t *dependents;          /* in e->dependents */
     size_t n_dependents;
     inst *insts;
@@ -106,7 +109,6 @@ struct sstate {
     int64_t started_wall, finished_wall;
     int64_t prompted_wall;
     size_t asking;               /* instances asked one by one, not yet answered */
-    irp_engine *engine;          /* for prompt callbacks */
     /* irp resume: what the journal says about the step as a whole (with
      * restored_decision and restored_end above). */
     irp_state restored_state;
@@ -114,6 +116,17 @@ struct sstate {
     int64_t restored_finish;     /* latest finish of its journaled instances */
     size_t n_restored;           /* instances ended from the journal */
 };
+
+static inline irp_engine *inst_engine(const inst *in)
+{
+    return in->st->engine;
+}
+
+/* Its index in its step's instances (for_each's order). */
+static inline size_t inst_index(const inst *in)
+{
+    return (size_t)(in - in->st->insts);
+}
 
 /* A time as journal text, and the time it was made for ("" when none);
  * json is that text as a json string, shared by the events of that time

@@ -255,7 +255,7 @@ static bool group_alive(long pgid)
 static void poll_group(irp_timer *t)
 {
     inst *in = t->data;
-    irp_engine *e = in->sctx.e;
+    irp_engine *e = inst_engine(in);
     const restored *r = engine_restored(e, in->id);
     if (group_alive(r->pgid)) {
         irp_timer_start(e->o.clock, &in->timer, PROCESS_POLL_MS, poll_group);
@@ -270,7 +270,7 @@ static void poll_group(irp_timer *t)
 static void kill_group(irp_timer *t)
 {
     inst *in = t->data;
-    const restored *r = engine_restored(in->sctx.e, in->id);
+    const restored *r = engine_restored(inst_engine(in), in->id);
     kill((pid_t)-r->pgid, SIGKILL);
 }
 

@@ -139,7 +139,7 @@ int engine_lookup(void *ctx, const char *const *seg, size_t n, irp_value **out,
             return IRP_EUNDEF;
         }
         if (root[1] == 'n') {
-            *out = irp_value_new_number((double)sc->in->index);
+            *out = irp_value_new_number((double)inst_index(sc->in));
             return *out ? 0 : IRP_ENOMEM;
         }
         irp_value *v = sc->in->item;
