@@ -517,11 +517,34 @@ static void abort_run(irp_engine *e)
 
 /* ---- attempts ------------------------------------------------------- */
 
+bool engine_kill_later(irp_engine *e, inst *in, int64_t ms, irp_timer_cb cb)
+{
+    if (!in->kill_timer && !(in->kill_timer = calloc(1, sizeof *in->kill_timer)))
+        return false;
+    in->kill_timer->data = in;
+    irp_timer_start(e->o.clock, in->kill_timer, ms, cb);
+    return true;
+}
+
+void engine_kill_cancel(inst *in)
+{
+    if (in->kill_timer)
+        irp_timer_stop(in->kill_timer);
+}
+
 static void kill_timeout(irp_timer *t)
 {
     inst *in = t->data;
     if (in->job_live)
         executor_of(inst_engine(in), in->st)->cancel(in->job, SIGKILL);
+}
+
+/* SIGTERM now, SIGKILL after the grace period (at once if no timer). */
+static void terminate(irp_engine *e, inst *in)
+{
+    executor_of(e, in->st)->cancel(in->job, SIGTERM);
+    if (!engine_kill_later(e, in, KILL_GRACE_MS, kill_timeout))
+        executor_of(e, in->st)->cancel(in->job, SIGKILL);
 }
 
 /* A timeout sends SIGTERM to the process group, then SIGKILL 5 s later. */
@@ -531,9 +554,7 @@ static void attempt_timeout(irp_timer *t)
     irp_engine *e = inst_engine(in);
     in->timed_out = true;
     if (in->job_live)
-        executor_of(e, in->st)->cancel(in->job, SIGTERM);
-    in->kill_timer.data = in;
-    irp_timer_start(e->o.clock, &in->kill_timer, KILL_GRACE_MS, kill_timeout);
+        terminate(e, in);
 }
 
 static void retry_due(irp_timer *t)
@@ -636,7 +657,7 @@ static void attempt_finished(irp_job *job)
     ejob *ej = (ejob *)job;
     irp_engine *e = inst_engine(in);
     irp_timer_stop(&in->timer);
-    irp_timer_stop(&in->kill_timer);
+    engine_kill_cancel(in);
     /* Stopped by a second Ctrl-C: cancelled, not failed (SPEC §1.4). */
     bool stopped = in->stopped_by_user && job->outcome != IRP_JOB_SUCCEEDED;
     irp_state state = job->outcome == IRP_JOB_CANCELLED || stopped ? IRP_ST_CANCELLED
@@ -1546,11 +1567,10 @@ void irp_engine_interrupt(irp_engine *e)
         sstate *st = &e->steps[i];
         for (size_t k = 0; k < st->n; k++) {
             inst *in = &st->insts[k];
-            if (in->state == IRP_ST_RUNNING && in->job_live && !irp_timer_active(&in->kill_timer)) {
+            if (in->state == IRP_ST_RUNNING && in->job_live &&
+                !(in->kill_timer && irp_timer_active(in->kill_timer))) {
                 in->stopped_by_user = true;
-                executor_of(e, st)->cancel(in->job, SIGTERM);
-                in->kill_timer.data = in;
-                irp_timer_start(e->o.clock, &in->kill_timer, KILL_GRACE_MS, kill_timeout);
+                terminate(e, in);
             }
         }
     }
@@ -1606,7 +1626,8 @@ void irp_engine_free(irp_engine *e)
         for (size_t k = 0; k < st->n; k++) {
             inst *in = &st->insts[k];
             irp_timer_stop(&in->timer);
-            irp_timer_stop(&in->kill_timer);
+            engine_kill_cancel(in);
+            free(in->kill_timer);
             if (in->job_live)
                 executor_of(e, st)->release(in->job);
             if (in->job)

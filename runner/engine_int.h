@@ -78,7 +78,8 @@ struct inst {
     equestion *question;         /* a manual step's open question */
     void (*answer_cb)(irp_job *job, int choice, const char *note);
     irp_timer timer;             /* timeout, retry delay */
-    irp_timer kill_timer;        /* SIGKILL 5 s after SIGTERM */
+    irp_timer *kill_timer;       /* SIGKILL some seconds after SIGTERM; made
+                                    when first needed (engine_kill_later) */
     bool job_live;               /* prepare ran; release pending */
     bool timed_out;
     bool has_slot;               /* counts against --jobs */
@@ -185,6 +186,12 @@ struct irp_engine {
     struct scope_ctx run_sctx;
     irp_scope run_scope;
 };
+
+/* engine.c: call cb (SIGKILL) on in after ms, with a timer in->kill_timer
+ * made when first needed: few instances ever need one.  False when
+ * there was no memory for it; the caller kills at once then. */
+bool engine_kill_later(irp_engine *e, inst *in, int64_t ms, irp_timer_cb cb);
+void engine_kill_cancel(inst *in);
 
 /* engine_scope.c */
 int engine_lookup(void *ctx, const char *const *seg, size_t n, irp_value **out,

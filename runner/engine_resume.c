@@ -261,7 +261,7 @@ static void poll_group(irp_timer *t)
         irp_timer_start(e->o.clock, &in->timer, PROCESS_POLL_MS, poll_group);
         return;
     }
-    irp_timer_stop(&in->kill_timer);
+    engine_kill_cancel(in);
     engine_unask(e, in->question);    /* gone by itself: nothing to ask */
     in->question = NULL;
     decide_interrupted(e, in, r);
@@ -284,8 +284,8 @@ static void terminate_answered(irp_engine *e, void *arg, int choice, const char 
         return;                         /* no, or nobody to ask: wait */
     const restored *r = engine_restored(e, in->id);
     kill((pid_t)-r->pgid, SIGTERM);
-    in->kill_timer.data = in;
-    irp_timer_start(e->o.clock, &in->kill_timer, KILL_AFTER_MS, kill_group);
+    if (!engine_kill_later(e, in, KILL_AFTER_MS, kill_group))
+        kill((pid_t)-r->pgid, SIGKILL);     /* no memory to wait with */
 }
 
 bool engine_resume_inst(irp_engine *e, inst *in)
