@@ -1992,6 +1992,8 @@ int irp_report_stream_finish(irp_report_stream *s)
     return atomic_load(&s->err);
 }
 
+#define REPORT_STDIO_BUF ((size_t)1 << 20)
+
 int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char *head,
                            char *err, size_t errlen)
 {
@@ -2004,8 +2006,14 @@ int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char
     FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
     if (!rc && !f)
         rc = irp_err_from_errno(errno);
-    if (f)
+    /* The steps table of a long run is tens of MB: stdio's own 4 KiB
+     * buffer would write it in thousands of write() calls. */
+    char *big = f ? malloc(REPORT_STDIO_BUF) : NULL;
+    if (f) {
         __fsetlocking(f, FSETLOCKING_BYCALLER);
+        if (big)
+            setvbuf(f, big, _IOFBF, REPORT_STDIO_BUF);
+    }
     if (!rc)
         rc = write_stream(s, f);
     if (!rc && fsync(fileno(f)) != 0)
@@ -2014,6 +2022,7 @@ int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char
         rc = irp_err_from_errno(errno);
     else if (!f && fd >= 0)
         close(fd);
+    free(big);
     if (rc)
         snprintf(err, errlen, "cannot write %s: %s", path, irp_strerror(rc));
     return rc;
