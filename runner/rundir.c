@@ -76,7 +76,10 @@ static void *copy_thread(void *arg)
     pthread_mutex_unlock(&c->mu);
     snprintf(part, sizeof part, "%s/playbook.yaml.part", c->dir);
     snprintf(path, sizeof path, "%s/playbook.yaml", c->dir);
-    c->err = rundir_write(c->dir, "playbook.yaml.part", c->src, c->len, false);
+    /* fsynced before it takes its name: after a crash, playbook.yaml is
+     * whole or absent, never the prefix a resume would refuse.  Here it
+     * costs the run nothing, and leaves the end's sync little to do. */
+    c->err = rundir_write(c->dir, "playbook.yaml.part", c->src, c->len, true);
     if (!c->err && rename(part, path) != 0)
         c->err = irp_err_from_errno(errno);
     return NULL;

@@ -21,8 +21,8 @@ int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
                   size_t errlen);
 /* The playbook copy of a simulation, hashed and written on a thread of
  * its own while the run gets ready and goes on (28 MB took the run's
- * thread 100 ms): to DIR/playbook.yaml once complete, under a temporary
- * name until then.  src must stay valid until rundir_copy_finish, which
+ * thread 100 ms): to DIR/playbook.yaml once complete and fsynced, under
+ * a temporary name until then.  src must stay valid until rundir_copy_finish, which
  * waits for the thread and returns its error (0 for a NULL copy).
  * rundir_copy_sha256 waits for the SHA-256 of src, made first. */
 typedef struct rundir_copy rundir_copy;
