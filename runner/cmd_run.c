@@ -284,13 +284,14 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-/* The syncs that end a simulation: its journal, and the playbook's copy
- * and inputs.json (created unsynced), made durable on a thread of their
- * own while this one writes the report.  Not on the loop's pool: waiting
- * for it would run the loop, and with it timers and close callbacks of a
- * run that has ended.  The thread has the journal to itself: this one
+/* The syncs that end a simulation: its journal (and with its first sync
+ * the run directory) and inputs.json (created unsynced), made durable on
+ * a thread of their own while this one writes the report.  Not on the
+ * loop's pool: waiting for it would run the loop, and with it timers and
+ * close callbacks of a run that has ended.  The thread has the journal to itself: this one
  * only reads its head until end_sync_wait.  It first waits for the
- * copy's own thread (rundir_copy_start), if that still writes. */
+ * copy's own thread (rundir_copy_start), which syncs the copy, if that
+ * still writes. */
 typedef struct end_sync {
     pthread_t thread;
     bool started;
@@ -307,7 +308,7 @@ static void *end_sync_thread(void *arg)
     es->copy = NULL;
     es->journal_err = irp_journal_sync(es->j);
     if (!es->files_err)
-        es->files_err = rundir_sync_files(es->dir);
+        es->files_err = rundir_sync_inputs(es->dir);
     return NULL;
 }
 

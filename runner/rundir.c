@@ -147,11 +147,9 @@ static int sync_file(const char *dir, const char *name)
     return rc;
 }
 
-int rundir_sync_files(const char *dir)
+int rundir_sync_inputs(const char *dir)
 {
-    int rc = sync_file(dir, "playbook.yaml");
-    int rc2 = sync_file(dir, "inputs.json");
-    return rc ? rc : rc2;
+    return sync_file(dir, "inputs.json");
 }
 
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,

@@ -13,7 +13,7 @@
 void rundir_make_id(const char *playbook_id, char *buf, size_t len);
 /* Creates RUNS (if missing) and RUNS/<id> (0700) with logs/, the exact
  * playbook copy and inputs.json (0600), fsynced unless `sync` is false
- * (a simulation, which syncs its files when it ends: rundir_sync_files;
+ * (a simulation, which syncs inputs.json when it ends: rundir_sync_inputs;
  * and leaves the copy to rundir_copy_start).
  * *path is malloc'd. */
 int rundir_create(const char *runs, const char *run_id, const irp_playbook *pb,
@@ -29,8 +29,9 @@ typedef struct rundir_copy rundir_copy;
 int rundir_copy_start(const char *dir, const char *src, size_t len, rundir_copy **out);
 void rundir_copy_sha256(rundir_copy *c, char out[IRP_SHA256_HEX]);
 int rundir_copy_finish(rundir_copy *c);
-/* fsync the playbook copy and inputs.json of run directory DIR. */
-int rundir_sync_files(const char *dir);
+/* fsync inputs.json of run directory DIR (a simulation's, created
+ * unsynced; its playbook copy is synced by rundir_copy_start's thread). */
+int rundir_sync_inputs(const char *dir);
 /* Take the run's lock: an exclusive flock() on DIR/lock (created 0600),
  * held by the process that writes the journal for as long as it lives
  * (the descriptor is close-on-exec: children never hold it).  The file
