@@ -24,6 +24,7 @@
 #include "irp/event.h"
 #include "irp/journal.h"
 #include "irp/jsonutil.h"
+#include "thread.h"
 
 #define SHA256_LEN IRP_SHA256_LEN
 #define READ_CHUNK ((size_t)64 << 10)
@@ -397,6 +398,15 @@ struct irp_journal {
     off_t base_size;
     int batch_err;           /* a failed flush; sticky */
     bool closing;            /* close() was called; free when idle */
+
+    /* With durability off, the pending lines are chained, hashed and
+     * written on a thread of their own (jwriter below), and the lines in
+     * pbuf carry a placeholder for their prev.  While batches are with
+     * it, ch.n counts the lines formatted and ch.head is stale: whatever
+     * reads the chain or the file first waits for it (drain). */
+    bool unhashed;           /* the pending lines' prev is not filled in */
+    bool handed;             /* batches went to the writer since it drained */
+    struct jwriter *w;       /* the thread, once started; or NULL */
 };
 
 static char *dir_of(const char *path)
@@ -427,8 +437,11 @@ static irp_journal *journal_new(const char *path)
     return j;
 }
 
+static void writer_stop(irp_journal *j);
+
 static void journal_free(irp_journal *j)
 {
+    writer_stop(j);
     /* Waiters exist only while an fsync round is running or dispatching,
      * and close() defers to the end of those; nothing is left here. */
     if (j->fd >= 0)
@@ -848,19 +861,20 @@ static int pbuf_add(irp_journal *j, const char *text, size_t len)
     return 0;
 }
 
-/* Hash the line in j->line (len bytes before its newline), add it to
- * the pending text and make it the chain's head. */
+/* Add the line in j->line (len bytes before its newline) to the pending
+ * text as the chain's next: hashed here, or by the writer thread. */
 static int pend_text(irp_journal *j, size_t len)
 {
     char hash[IRP_SHA256_HEX];
-    int rc = sha256_hex(j->line.p, len, hash);
+    int rc = j->unhashed ? 0 : sha256_hex(j->line.p, len, hash);
 
     if (rc == 0)
         rc = pbuf_add(j, j->line.p, len + 1);
     if (rc < 0)
         return rc;
     j->ch.n++;
-    memcpy(j->ch.head, hash, sizeof hash);
+    if (!j->unhashed)
+        memcpy(j->ch.head, hash, sizeof hash);
     j->size += (off_t)len + 1;
     return 0;
 }
@@ -905,52 +919,11 @@ static int rechain_line(irp_journal *j, const char *text, size_t len)
     return pend_text(j, b->len - 1);
 }
 
-static void on_flusher(uv_timer_t *h)
-{
-    (void)irp_journal_flush(h->data);   /* a failure is sticky: the next append says so */
-}
-
-static int append_pending(irp_journal *j, irp_event *ev)
-{
-    int rc;
-
-    if (j->batch_err)
-        return j->batch_err;
-    if (j->n_pend == j->cap_pend) {
-        size_t cap = j->cap_pend ? j->cap_pend * 2 : 256;
-        size_t *p = realloc(j->pend, cap * sizeof *p);
-        if (!p)
-            return IRP_ENOMEM;
-        j->pend = p;
-        j->cap_pend = cap;
-    }
-    if (j->n_pend == 0) {
-        j->base = j->ch;
-        j->base_size = j->size;
-        /* Durable, a line waits for the loop's next turn at most (a timer
-         * of 0 runs before the loop next waits): whatever comes of the
-         * event it records, a kill cannot lose it any more than one just
-         * before it was appended. */
-        if (j->flusher_open && !j->closing)
-            uv_timer_start(&j->flusher, on_flusher, j->fsync_on ? 0 : BATCH_MS, 0);
-    }
-    size_t at = j->pbuf_len;
-    rc = pend_line(j, ev);
-    if (rc == 0) {
-        j->pend[j->n_pend++] = at;
-        /* In the file's order unless another writer comes in between,
-         * which on_foreign tells the tap when the batch is written. */
-        tap(j, ev);
-    }
-    if (rc == 0 && j->pbuf_len >= BATCH_BYTES)
-        rc = irp_journal_flush(j);
-    return rc;
-}
-
 /* With the lock held: take in what others wrote since the batch began,
- * then write the batch after it, formatted again if there was any.  On
- * return j->size is where the batch begins in the file. */
-static int flush_locked(irp_journal *j)
+ * then write the batch after it, formatted again if there was any (or
+ * if `rechain`: its lines were never chained).  On return j->size is
+ * where the batch begins in the file. */
+static int flush_locked(irp_journal *j, bool rechain)
 {
     int rc;
 
@@ -958,7 +931,7 @@ static int flush_locked(irp_journal *j)
     j->size = j->base_size;
     if ((rc = catch_up(j)) < 0)
         return rc;
-    if (j->ch.n != j->base.n) {
+    if (rechain || j->ch.n != j->base.n) {
         off_t at = j->size;
         char *old = j->pbuf;
         size_t old_len = j->pbuf_len;
@@ -978,39 +951,410 @@ static int flush_locked(irp_journal *j)
     return write_line(j, j->pbuf, j->pbuf_len);
 }
 
-int irp_journal_flush(irp_journal *j)
+/* A batch that could not be written: the tap saw lines the file does not
+ * have, and every later append fails. */
+static void batch_failed(irp_journal *j, int rc)
 {
-    chain after;
-    off_t after_size;
-    int rc;
+    if (!j->batch_err)
+        j->batch_err = rc;
+    if (!j->tap_err)
+        j->tap_err = rc;
+}
 
-    if (!j || j->n_pend == 0)
-        return j ? j->batch_err : IRP_EINVAL;
-    if (j->flusher_open)
-        uv_timer_stop(&j->flusher);
-    after = j->ch;
-    after_size = j->size;
-    rc = lock_file(j->fd, LOCK_EX);
+/* Write the pending lines on this thread, chained after whatever is in
+ * the file by now. */
+static int write_pending(irp_journal *j, bool rechain)
+{
+    chain after = j->ch;
+    off_t after_size = j->size;
+    int rc = lock_file(j->fd, LOCK_EX);
+
     if (rc == 0) {
-        rc = flush_locked(j);
+        rc = flush_locked(j, rechain);
         (void)lock_file(j->fd, LOCK_UN);
     }
     if (rc == 0) {
-        if (j->ch.n == j->base.n) {            /* nobody else wrote */
+        if (!rechain && j->ch.n == j->base.n) {     /* nobody else wrote */
             j->ch = after;
             j->size = after_size;
         } else {
             j->size += (off_t)j->pbuf_len;
         }
     } else {
-        if (!j->batch_err)
-            j->batch_err = rc;
-        if (!j->tap_err)
-            j->tap_err = rc;     /* it saw lines the file does not have */
+        batch_failed(j, rc);
     }
     j->n_pend = 0;
     j->pbuf_len = 0;
     return rc;
+}
+
+/* ---- the writer thread ------------------------------------------------ */
+
+/* A simulation at full speed makes lines as fast as it can format them;
+ * hashing and writing them is a fifth of its thread's time.  With
+ * durability off, a batch is handed to a thread of the journal's own,
+ * which fills in each line's prev, hashes it and writes the batch, while
+ * the loop's thread goes on formatting the next.
+ *
+ * The thread writes only while the file ends where it left it.  When
+ * another process has written in between (`irp note`), it stops, and the
+ * loop's thread takes the batches back and chains them after those lines
+ * itself (take_back): the tap, the watched events and every chain rule
+ * stay on one thread, as without the writer. */
+typedef struct wbatch {
+    struct wbatch *next;
+    char *text;               /* lines as format_line made them, prev unset */
+    size_t len, cap;
+    size_t *at;               /* where each line begins */
+    size_t n, cap_at;
+    uint64_t first;           /* the seq the first line was formatted with */
+} wbatch;
+
+/* Batches queued at most: the loop's thread waits for the writer beyond
+ * that, rather than hold every line of a run in memory. */
+#define WRITER_QUEUED 8
+
+struct jwriter {
+    irp_journal *j;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work;      /* a batch queued, or stopping: for the thread */
+    pthread_cond_t done;      /* a batch done, or stalled: for the loop's thread */
+    wbatch *queue, **tail;    /* oldest first; the head is the one in hand */
+    size_t queued;
+    wbatch *spare;
+    bool busy;                /* the head is being written */
+    bool stop;
+    int stall;                /* IRP_EBUSY: another writer came in between;
+                                 else a write failed: nothing more is written */
+    chain ch;                 /* the file as the thread left it: while busy, */
+    off_t size;               /* the thread's; else under mu */
+};
+
+/* Fill in each line's prev and hash it, from c on.  A line ends with
+ * ,"prev":"<64 hex>"}\n; its hash covers all but the newline. */
+static int chain_batch(chain *c, wbatch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        size_t end = i + 1 < b->n ? b->at[i + 1] : b->len;
+        char *line = b->text + b->at[i];
+        size_t len = end - b->at[i] - 1;
+
+        memcpy(line + len - 66, c->head, 64);
+        if (sha256_hex(line, len, c->head) < 0)
+            return IRP_ENOMEM;
+        c->n++;
+    }
+    return 0;
+}
+
+/* One batch into the file, on the writer's thread: hashed before the
+ * lock is taken, written only if nobody else wrote since the last. */
+static int write_batch(struct jwriter *w, wbatch *b)
+{
+    int fd = w->j->fd;
+    chain c = w->ch;
+    struct stat st;
+    int rc;
+
+    if (b->first != c.n + 1)
+        return IRP_EBUSY;
+    if ((rc = chain_batch(&c, b)) < 0 || (rc = lock_file(fd, LOCK_EX)) < 0)
+        return rc;
+    if (fstat(fd, &st) < 0)
+        rc = irp_err_from_errno(errno);
+    else if (st.st_size != w->size)
+        rc = IRP_EBUSY;
+    else if ((rc = write_all(fd, b->text, b->len)) < 0)
+        (void)truncate_to(fd, w->size);
+    (void)lock_file(fd, LOCK_UN);
+    if (rc == 0) {
+        w->ch = c;
+        w->size += (off_t)b->len;
+    }
+    return rc;
+}
+
+static void *writer_main(void *arg)
+{
+    struct jwriter *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while ((!w->queue || w->stall) && !w->stop)
+            pthread_cond_wait(&w->work, &w->mu);
+        if (w->stop)
+            break;
+        wbatch *b = w->queue;
+        w->busy = true;
+        pthread_mutex_unlock(&w->mu);
+        int rc = write_batch(w, b);
+        pthread_mutex_lock(&w->mu);
+        w->busy = false;
+        if (rc < 0) {
+            w->stall = rc;
+        } else {
+            if (!(w->queue = b->next))
+                w->tail = &w->queue;
+            w->queued--;
+            b->n = b->len = 0;
+            b->next = w->spare;
+            w->spare = b;
+        }
+        pthread_cond_signal(&w->done);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void wbatch_free(wbatch *b)
+{
+    while (b) {
+        wbatch *next = b->next;
+        free(b->text);
+        free(b->at);
+        free(b);
+        b = next;
+    }
+}
+
+/* The writer, started the first time a batch could use it; false when
+ * it cannot be (lines are then hashed and written on the loop's thread). */
+static bool writer_ready(irp_journal *j)
+{
+    if (j->w)
+        return true;
+    struct jwriter *w = calloc(1, sizeof *w);
+    if (!w)
+        return false;
+    w->j = j;
+    w->tail = &w->queue;
+    w->ch = j->ch;
+    w->size = j->size;
+    bool mu = pthread_mutex_init(&w->mu, NULL) == 0;
+    bool work = mu && pthread_cond_init(&w->work, NULL) == 0;
+    bool done = work && pthread_cond_init(&w->done, NULL) == 0;
+    if (done && irp_thread_start(&w->thread, writer_main, w)) {
+        j->w = w;
+        return true;
+    }
+    if (done)
+        pthread_cond_destroy(&w->done);
+    if (work)
+        pthread_cond_destroy(&w->work);
+    if (mu)
+        pthread_mutex_destroy(&w->mu);
+    free(w);
+    return false;
+}
+
+/* Stop the thread; it is idle (drained) or stalled by then. */
+static void writer_stop(irp_journal *j)
+{
+    struct jwriter *w = j->w;
+
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->work);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    wbatch_free(w->queue);
+    wbatch_free(w->spare);
+    pthread_cond_destroy(&w->done);
+    pthread_cond_destroy(&w->work);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    j->w = NULL;
+}
+
+/* Swap the pending lines with b's (empty) buffers. */
+static void swap_pending(irp_journal *j, wbatch *b)
+{
+    wbatch t = *b;
+
+    b->text = j->pbuf, b->len = j->pbuf_len, b->cap = j->pbuf_cap;
+    b->at = j->pend, b->n = j->n_pend, b->cap_at = j->cap_pend;
+    j->pbuf = t.text, j->pbuf_len = t.len, j->pbuf_cap = t.cap;
+    j->pend = t.at, j->n_pend = t.n, j->cap_pend = t.cap_at;
+}
+
+/* The writer stopped: another process wrote in between, or a write
+ * failed.  Take every batch back and, in the first case, chain and write
+ * them here after the other lines (which the tap and the watch see as
+ * any other writer's lines).  With nothing pending on this thread. */
+static void take_back(irp_journal *j)
+{
+    struct jwriter *w = j->w;
+
+    pthread_mutex_lock(&w->mu);
+    while (w->busy)
+        pthread_cond_wait(&w->done, &w->mu);
+    wbatch *list = w->queue;
+    int rc = w->stall;
+    w->queue = NULL;
+    w->tail = &w->queue;
+    w->queued = 0;
+    w->stall = 0;
+    j->ch = w->ch;
+    j->size = w->size;
+    pthread_mutex_unlock(&w->mu);
+
+    j->unhashed = false;
+    wbatch *last = list;
+    for (wbatch *b = list; b; b = b->next) {
+        last = b;
+        if (rc == IRP_EBUSY || rc == 0) {
+            swap_pending(j, b);
+            j->base = j->ch;
+            j->base_size = j->size;
+            rc = write_pending(j, true);
+            swap_pending(j, b);
+        }
+        b->n = b->len = 0;
+    }
+    if (rc < 0)
+        batch_failed(j, rc);
+
+    pthread_mutex_lock(&w->mu);
+    w->ch = j->ch;
+    w->size = j->size;
+    if (last) {
+        last->next = w->spare;
+        w->spare = list;
+    }
+    j->handed = false;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Hand the pending lines to the writer.  It may stall; the batches are
+ * then taken back at once, or the queue would fill and wait for ever. */
+static void hand_over(irp_journal *j)
+{
+    struct jwriter *w = j->w;
+
+    pthread_mutex_lock(&w->mu);
+    wbatch *b = w->spare;
+    if (b)
+        w->spare = b->next;
+    pthread_mutex_unlock(&w->mu);
+    if (!b && !(b = calloc(1, sizeof *b))) {
+        batch_failed(j, IRP_ENOMEM);
+        j->n_pend = j->pbuf_len = 0;
+        return;
+    }
+    b->first = j->base.n + 1;
+    b->next = NULL;
+    swap_pending(j, b);
+    j->unhashed = false;
+
+    pthread_mutex_lock(&w->mu);
+    if (!j->handed) {
+        /* Idle until now: lines may have been written here meanwhile. */
+        w->ch = j->base;
+        w->size = j->base_size;
+        j->handed = true;
+    }
+    *w->tail = b;
+    w->tail = &b->next;
+    w->queued++;
+    pthread_cond_signal(&w->work);
+    while (w->queued > WRITER_QUEUED && !w->stall)
+        pthread_cond_wait(&w->done, &w->mu);
+    bool stalled = w->stall != 0;
+    pthread_mutex_unlock(&w->mu);
+    if (stalled)
+        take_back(j);
+}
+
+/* Wait for the writer to write every line appended (handing over those
+ * pending first): the chain is then the file's again. */
+static void drain(irp_journal *j)
+{
+    struct jwriter *w = j->w;
+
+    if (j->unhashed && j->n_pend)
+        hand_over(j);
+    if (!w || !j->handed)
+        return;
+    pthread_mutex_lock(&w->mu);
+    while ((w->queue || w->busy) && !w->stall)
+        pthread_cond_wait(&w->done, &w->mu);
+    bool stalled = w->stall != 0;
+    if (!stalled) {
+        j->ch = w->ch;
+        j->size = w->size;
+        j->handed = false;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (stalled)
+        take_back(j);
+}
+
+/* Write what is pending: hand it to the writer, or (durable) write it. */
+static int flush_pending(irp_journal *j)
+{
+    if (j->flusher_open)
+        uv_timer_stop(&j->flusher);
+    if (!j->n_pend)
+        return j->batch_err;
+    if (!j->unhashed)
+        return write_pending(j, false);
+    hand_over(j);
+    return j->batch_err;
+}
+
+static void on_flusher(uv_timer_t *h)
+{
+    (void)flush_pending(h->data);   /* a failure is sticky: the next append says so */
+}
+
+static int append_pending(irp_journal *j, irp_event *ev)
+{
+    int rc;
+
+    if (j->batch_err)
+        return j->batch_err;
+    if (j->n_pend == j->cap_pend) {
+        size_t cap = j->cap_pend ? j->cap_pend * 2 : 256;
+        size_t *p = realloc(j->pend, cap * sizeof *p);
+        if (!p)
+            return IRP_ENOMEM;
+        j->pend = p;
+        j->cap_pend = cap;
+    }
+    if (j->n_pend == 0) {
+        j->base = j->ch;
+        j->base_size = j->size;
+        j->unhashed = !j->fsync_on && writer_ready(j);
+        /* Durable, a line waits for the loop's next turn at most (a timer
+         * of 0 runs before the loop next waits): whatever comes of the
+         * event it records, a kill cannot lose it any more than one just
+         * before it was appended. */
+        if (j->flusher_open && !j->closing)
+            uv_timer_start(&j->flusher, on_flusher, j->fsync_on ? 0 : BATCH_MS, 0);
+    }
+    size_t at = j->pbuf_len;
+    rc = pend_line(j, ev);
+    if (rc == 0) {
+        j->pend[j->n_pend++] = at;
+        /* In the file's order unless another writer comes in between,
+         * which on_foreign tells the tap when the batch is written. */
+        tap(j, ev);
+    }
+    if (rc == 0 && j->pbuf_len >= BATCH_BYTES)
+        rc = flush_pending(j);
+    return rc;
+}
+
+int irp_journal_flush(irp_journal *j)
+{
+    if (!j)
+        return IRP_EINVAL;
+    int rc = flush_pending(j);
+    drain(j);
+    return rc ? rc : j->batch_err;
 }
 
 int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop)
@@ -1325,13 +1669,15 @@ void irp_journal_set_fsync(irp_journal *j, bool on)
     j->fsync_on = on;
 }
 
-const char *irp_journal_head(const irp_journal *j)
+const char *irp_journal_head(irp_journal *j)
 {
+    drain(j);
     return j->ch.head;
 }
 
-uint64_t irp_journal_seq(const irp_journal *j)
+uint64_t irp_journal_seq(irp_journal *j)
 {
+    drain(j);
     return j->ch.n;
 }
 

@@ -121,6 +121,12 @@ int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
  * (`irp note`, `irp answer`) is not held up: its lines come first, and
  * the batch is chained after them (so the seq an append returned may
  * grow).
+ * With durability off, a batch is hashed and written on a thread the
+ * handle starts for it (the lines' text carries their prev only from
+ * then); head, seq, flush, sync, refresh and close wait for it.  It
+ * writes only while the file ends where it left it: lines another
+ * process wrote meanwhile stop it, and the calling thread chains the
+ * waiting batches after them at its next hand-over or wait.
  * A batch that cannot be written fails the next append (and flush and
  * sync) with its error.  Turning durability on or off flushes.  Close
  * the handle before the loop's last run, which then frees it.
@@ -169,10 +175,12 @@ int irp_journal_refresh(irp_journal *j, irp_journal_event_fn fn, void *ctx);
  * next sync is a real fsync of every line. */
 void irp_journal_set_fsync(irp_journal *j, bool on);
 
-/* SHA-256 hex of the last line, or 64 zeros when empty; borrowed. */
-const char *irp_journal_head(const irp_journal *j);
-/* seq of the last line this handle wrote or has seen. */
-uint64_t irp_journal_seq(const irp_journal *j);
+/* SHA-256 hex of the last line, or 64 zeros when empty; borrowed.  With
+ * a writer thread (irp_journal_set_batch), once it has written every
+ * line appended. */
+const char *irp_journal_head(irp_journal *j);
+/* seq of the last line this handle wrote or has seen (likewise). */
+uint64_t irp_journal_seq(irp_journal *j);
 uint64_t irp_journal_durable_seq(const irp_journal *j);
 
 /* ---- reading (resume, verify, status, report) ---------------------- */

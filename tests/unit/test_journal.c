@@ -26,7 +26,7 @@
 #include "irp/jsonutil.h"
 
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
-#define MAX_LINES 4096
+#define MAX_LINES 16384
 
 /* ---- fixture: a fresh directory per test ------------------------------ */
 
@@ -144,15 +144,14 @@ static size_t split_lines(char *buf, size_t len, char **line, size_t *llen)
     return n;
 }
 
-/* Recompute the chain from the file's bytes; every line must be whole.
+/* Recompute the chain from a journal's bytes; every line must be whole.
  * Returns the number of lines and the hash of the last one in head. */
-static uint64_t verify_independently(const char *path, char head[IRP_SHA256_HEX])
+static uint64_t verify_text(char *buf, size_t len, char head[IRP_SHA256_HEX])
 {
     static char *line[MAX_LINES];
     static size_t llen[MAX_LINES];
     char prev[IRP_SHA256_HEX] = ZEROS;
-    size_t len, n;
-    char *buf = slurp(path, &len);
+    size_t n;
 
     n = split_lines(buf, len, line, llen);
     assert_true(n == 0 || line[n - 1] + llen[n - 1] + 1 == buf + len);
@@ -164,9 +163,34 @@ static uint64_t verify_independently(const char *path, char head[IRP_SHA256_HEX]
         json_decref(o);
         hash_hex(line[i], llen[i], prev);
     }
-    free(buf);
     memcpy(head, prev, IRP_SHA256_HEX);
     return n;
+}
+
+static uint64_t verify_independently(const char *path, char head[IRP_SHA256_HEX])
+{
+    size_t len;
+    char *buf = slurp(path, &len);
+    uint64_t n = verify_text(buf, len, head);
+
+    free(buf);
+    return n;
+}
+
+/* A journal another thread writes to: verified once it holds a line and
+ * does not end inside a write.  0 if that takes more than 10 s. */
+static uint64_t verify_when_written(const char *path, char head[IRP_SHA256_HEX])
+{
+    for (int i = 0; i < 10000; i++) {
+        size_t len;
+        char *buf = slurp(path, &len);
+        uint64_t n = len && buf[len - 1] == '\n' ? verify_text(buf, len, head) : 0;
+        free(buf);
+        if (n)
+            return n;
+        usleep(1000);
+    }
+    return 0;
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -1563,6 +1587,10 @@ static void test_journal_batch_writes_together_and_rechains(void **state)
     uv_update_time(&loop);
     assert_int_equal(uv_timer_start(&later, on_later, 100, 0), 0);
     (void)uv_run(&loop, UV_RUN_ONCE);     /* wakes for the batch's timer */
+    /* ... and handed to the journal's writer thread (durability is off),
+     * which writes it while the loop goes on. */
+    for (int i = 0; i < 10000 && file_size(f->path) == before; i++)
+        usleep(1000);
     assert_true(file_size(f->path) > before);
     uv_close((uv_handle_t *)&later, NULL);
     assert_int_equal(verify_independently(f->path, head), 7);
@@ -1593,10 +1621,11 @@ static void test_journal_batch_large_flushes_on_its_own(void **state)
     assert_int_equal(irp_journal_create(f->path, &j), 0);
     irp_journal_set_fsync(j, false);
     assert_int_equal(irp_journal_set_batch(j, &loop), 0);
-    /* About 150 bytes a line: 256 KiB are pending well before 3,000. */
+    /* About 150 bytes a line: 256 KiB are pending well before 3,000, and
+     * go to the writer thread without a flush or a turn of the loop. */
     for (int i = 1; i <= 3000; i++)
         append_ok(j, note("runner", i));
-    uint64_t written = verify_independently(f->path, head);
+    uint64_t written = verify_when_written(f->path, head);
     assert_true(written > 0 && written < 3000);
     /* Durable again: the rest is written at once. */
     irp_journal_set_fsync(j, true);
@@ -1638,6 +1667,107 @@ static void test_journal_batch_durable_waits_one_turn(void **state)
     uv_close((uv_handle_t *)&later, NULL);
     irp_journal_close(j);
     loop_done(&loop);
+}
+
+/* Parents' lines in the order appended, each once, whatever came between. */
+static int parents_in_order(void *ctx, const irp_journal_line *line)
+{
+    int *last = ctx;
+    if (strcmp(json_string_value(json_object_get(line->ev, "who")), "parent") == 0) {
+        assert_int_equal(json_integer_value(json_object_get(line->ev, "i")), *last + 1);
+        (*last)++;
+    }
+    return 0;
+}
+
+/* With durability off, batches go to the writer thread.  Another
+ * process's line written while batches are queued stops it; they are
+ * chained after that line, and the thread carries on afterwards. */
+static void test_journal_writer_thread_yields_to_another_writer(void **state)
+{
+    fixture *f = *state;
+    uv_loop_t loop;
+    irp_journal *a, *b;
+    char head[IRP_SHA256_HEX];
+    int last = 0;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(f->path, &a), 0);
+    irp_journal_set_fsync(a, false);
+    assert_int_equal(irp_journal_set_batch(a, &loop), 0);
+    /* About 150 bytes a line: some 1,700 lines a batch. */
+    for (int i = 1; i <= 2000; i++)
+        append_ok(a, note("parent", i));
+    assert_int_equal(irp_journal_open(f->path, false, &b, NULL, NULL, 0), 0);
+    uint64_t child_seq = append_ok(b, note("child", 1));
+    assert_true(child_seq >= 1 && child_seq <= 2001);
+    for (int i = 2001; i <= 6000; i++)
+        append_ok(a, note("parent", i));
+    /* The head waits for every line appended, pending ones included. */
+    const char *h = irp_journal_head(a);
+    assert_int_equal(verify_independently(f->path, head), 6001);
+    assert_string_equal(h, head);
+    assert_int_equal(irp_journal_seq(a), 6001);
+    assert_int_equal(irp_journal_read(f->path, parents_in_order, &last, NULL, NULL, 0), 0);
+    assert_int_equal(last, 6000);
+
+    /* Then the thread writes again, after b's second line. */
+    append_ok(b, note("child", 2));
+    for (int i = 6001; i <= 9000; i++)
+        append_ok(a, note("parent", i));
+    assert_int_equal(irp_journal_flush(a), 0);
+    assert_int_equal(verify_independently(f->path, head), 9002);
+    assert_string_equal(irp_journal_head(a), head);
+    last = 0;
+    assert_int_equal(irp_journal_read(f->path, parents_in_order, &last, NULL, NULL, 0), 0);
+    assert_int_equal(last, 9000);
+    irp_journal_close(a);
+    irp_journal_close(b);
+    loop_done(&loop);
+}
+
+/* A batch the writer thread cannot write fails the journal: the file
+ * keeps whole lines only, and every later append says why. */
+static void test_journal_writer_thread_full_disk(void **state)
+{
+    fixture *f = *state;
+    char mnt[96], path[128], head[IRP_SHA256_HEX];
+    uv_loop_t loop;
+    irp_journal *j;
+    int rc = 0, i;
+
+    snprintf(mnt, sizeof mnt, "%s/tiny", f->dir);
+    assert_int_equal(mkdir(mnt, 0700), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=64k") != 0) {
+        print_message("cannot mount a 64k tmpfs (%s): skipped\n", strerror(errno));
+        skip();
+    }
+    snprintf(path, sizeof path, "%s/journal.jsonl", mnt);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(path, &j), 0);
+    irp_journal_set_fsync(j, false);
+    assert_int_equal(irp_journal_set_batch(j, &loop), 0);
+    /* 256 KiB of 3 KB lines go to the thread as one batch, larger than the
+     * disk; the failure shows at a later hand-over, or at the flush. */
+    for (i = 0; i < 1000 && rc == 0; i++) {
+        json_t *ev = note_of_len(3000);
+        rc = irp_journal_append(j, ev, NULL);
+        json_decref(ev);
+    }
+    if (rc == 0)
+        rc = irp_journal_flush(j);
+    assert_int_equal(rc, IRP_ENOSPC);
+    assert_int_equal(irp_journal_flush(j), IRP_ENOSPC);
+    assert_int_equal(irp_journal_tap_error(j), IRP_ENOSPC);
+    json_t *ev = note_of_len(10);
+    assert_int_equal(irp_journal_append(j, ev, NULL), IRP_ENOSPC);
+    json_decref(ev);
+    /* What the file holds is whole and chained: nothing, here. */
+    assert_int_equal(verify_independently(path, head), 0);
+    assert_int_equal(file_size(path), 0);
+    irp_journal_close(j);
+    loop_done(&loop);
+    assert_int_equal(umount(mnt), 0);
 }
 
 int main(void)
@@ -1690,6 +1820,8 @@ int main(void)
         T(test_journal_is_durable),
         T(test_journal_batch_writes_together_and_rechains),
         T(test_journal_batch_large_flushes_on_its_own),
+        T(test_journal_writer_thread_yields_to_another_writer),
+        T(test_journal_writer_thread_full_disk),
         T(test_journal_batch_durable_waits_one_turn),
     };
 #undef T
