@@ -843,6 +843,9 @@ int irp_journal_append_event(irp_journal *j, irp_event *ev, uint64_t *seq)
  * so another process sees a line at most this late. */
 #define BATCH_BYTES ((size_t)256 * 1024)
 #define BATCH_MS 20
+/* A batch for the writer thread is bigger: each hand-over may wake it,
+ * and a wake-up cost some 50 us on a busy virtual machine. */
+#define WRITER_BATCH_BYTES ((size_t)1024 * 1024)
 
 static int pbuf_add(irp_journal *j, const char *text, size_t len)
 {
@@ -1012,7 +1015,7 @@ typedef struct wbatch {
 
 /* Batches queued at most: the loop's thread waits for the writer beyond
  * that, rather than hold every line of a run in memory. */
-#define WRITER_QUEUED 8
+#define WRITER_QUEUED 4
 
 struct jwriter {
     irp_journal *j;
@@ -1343,7 +1346,7 @@ static int append_pending(irp_journal *j, irp_event *ev)
          * which on_foreign tells the tap when the batch is written. */
         tap(j, ev);
     }
-    if (rc == 0 && j->pbuf_len >= BATCH_BYTES)
+    if (rc == 0 && j->pbuf_len >= (j->unhashed ? WRITER_BATCH_BYTES : BATCH_BYTES))
         rc = flush_pending(j);
     return rc;
 }

@@ -1548,7 +1548,7 @@ typedef struct sbatch {
  * this many.  At most BATCH_QUEUED batches wait for the thread: a run
  * that makes lines faster than the report takes them in waits for it
  * rather than keep them all. */
-#define BATCH_RECS 512
+#define BATCH_RECS 2048
 #define BATCH_QUEUED 8
 
 struct irp_report_stream {

@@ -26,7 +26,7 @@
 #include "irp/jsonutil.h"
 
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
-#define MAX_LINES 16384
+#define MAX_LINES 65536
 
 /* ---- fixture: a fresh directory per test ------------------------------ */
 
@@ -1621,15 +1621,15 @@ static void test_journal_batch_large_flushes_on_its_own(void **state)
     assert_int_equal(irp_journal_create(f->path, &j), 0);
     irp_journal_set_fsync(j, false);
     assert_int_equal(irp_journal_set_batch(j, &loop), 0);
-    /* About 150 bytes a line: 256 KiB are pending well before 3,000, and
-     * go to the writer thread without a flush or a turn of the loop. */
-    for (int i = 1; i <= 3000; i++)
+    /* About 150 bytes a line: 1 MiB is pending well before 10,000,
+     * and goes to the writer thread without a flush or a turn of the loop. */
+    for (int i = 1; i <= 10000; i++)
         append_ok(j, note("runner", i));
     uint64_t written = verify_when_written(f->path, head);
-    assert_true(written > 0 && written < 3000);
+    assert_true(written > 0 && written < 10000);
     /* Durable again: the rest is written at once. */
     irp_journal_set_fsync(j, true);
-    assert_int_equal(verify_independently(f->path, head), 3000);
+    assert_int_equal(verify_independently(f->path, head), 10000);
     irp_journal_close(j);
     loop_done(&loop);
 }
@@ -1695,32 +1695,32 @@ static void test_journal_writer_thread_yields_to_another_writer(void **state)
     assert_int_equal(irp_journal_create(f->path, &a), 0);
     irp_journal_set_fsync(a, false);
     assert_int_equal(irp_journal_set_batch(a, &loop), 0);
-    /* About 150 bytes a line: some 1,700 lines a batch. */
-    for (int i = 1; i <= 2000; i++)
+    /* About 150 bytes a line: some 7,000 lines a batch. */
+    for (int i = 1; i <= 8000; i++)
         append_ok(a, note("parent", i));
     assert_int_equal(irp_journal_open(f->path, false, &b, NULL, NULL, 0), 0);
     uint64_t child_seq = append_ok(b, note("child", 1));
-    assert_true(child_seq >= 1 && child_seq <= 2001);
-    for (int i = 2001; i <= 6000; i++)
+    assert_true(child_seq >= 1 && child_seq <= 8001);
+    for (int i = 8001; i <= 24000; i++)
         append_ok(a, note("parent", i));
     /* The head waits for every line appended, pending ones included. */
     const char *h = irp_journal_head(a);
-    assert_int_equal(verify_independently(f->path, head), 6001);
+    assert_int_equal(verify_independently(f->path, head), 24001);
     assert_string_equal(h, head);
-    assert_int_equal(irp_journal_seq(a), 6001);
+    assert_int_equal(irp_journal_seq(a), 24001);
     assert_int_equal(irp_journal_read(f->path, parents_in_order, &last, NULL, NULL, 0), 0);
-    assert_int_equal(last, 6000);
+    assert_int_equal(last, 24000);
 
     /* Then the thread writes again, after b's second line. */
     append_ok(b, note("child", 2));
-    for (int i = 6001; i <= 9000; i++)
+    for (int i = 24001; i <= 36000; i++)
         append_ok(a, note("parent", i));
     assert_int_equal(irp_journal_flush(a), 0);
-    assert_int_equal(verify_independently(f->path, head), 9002);
+    assert_int_equal(verify_independently(f->path, head), 36002);
     assert_string_equal(irp_journal_head(a), head);
     last = 0;
     assert_int_equal(irp_journal_read(f->path, parents_in_order, &last, NULL, NULL, 0), 0);
-    assert_int_equal(last, 9000);
+    assert_int_equal(last, 36000);
     irp_journal_close(a);
     irp_journal_close(b);
     loop_done(&loop);
