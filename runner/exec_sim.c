@@ -127,17 +127,24 @@ static bool answered_in_advance(const irp_job *job)
     return job->step->action == IRP_ACT_MANUAL && job->preset_answer;
 }
 
-/* Two draws per attempt, always in this order, used or not: duration,
- * then outcome. */
+/* Two draws per attempt, always in this order: duration, then outcome.
+ * An attempt that uses neither (a fixed duration, no success_rate) need
+ * not seed its generator, a SHA-256: what it would draw is unused. */
 static void draw(irp_job *job, sim_job *sj)
 {
     const irp_step *st = job->step;
     const irp_simulate *h = &st->sim;
-    sim_rng r;
-    rng_seed(&r, job->seed, job->instance, job->attempt);
-    uint64_t d = rng_next(&r);
-    double u = rng_unit(&r);
+    bool ranged = h->has_duration && h->dur_max_ms != h->dur_min_ms;
+    bool rated = h->outcome == IRP_OUTCOME_NONE && h->has_success_rate;
+    uint64_t d = 0;
+    double u = 0;
 
+    if (ranged || rated) {
+        sim_rng r;
+        rng_seed(&r, job->seed, job->instance, job->attempt);
+        d = rng_next(&r);
+        u = rng_unit(&r);
+    }
     if (h->has_duration) {
         uint64_t span = (uint64_t)(h->dur_max_ms - h->dur_min_ms);
         sj->ms = h->dur_min_ms + (span ? (int64_t)(d % (span + 1)) : 0);
