@@ -146,7 +146,7 @@ static int collect_secrets(const irp_playbook *pb, strvec *names, strvec *values
             strvec_push(names, name);
             const char *v = getenv(name);
             if (!v) {
-                fprintf(stderr, "irp run: secret '%s' is not set: export %s before the run\n",
+                fprintf(stderr, "irp: secret '%s' is not set: export %s before the run\n",
                         name, name);
                 missing = 1;
             } else {
@@ -262,7 +262,7 @@ static int write_report(const char *dir, const irp_playbook *pb, irp_journal *j,
     else
         rc = irp_report_save_pb(dir, pb, err, sizeof err);
     if (rc)
-        fprintf(stderr, "irp run: %s\n", err);
+        fprintf(stderr, "irp: %s\n", err);
     return rc;
 }
 
@@ -350,7 +350,7 @@ static int open_new(const irp_playbook *pb, const run_args *a, const irp_value *
     rundir_make_id(pb->id, run_id, 256);
     /* A simulation syncs its files when it ends (end_sync_start). */
     if (rundir_create(a->runs, run_id, pb, inputs, !a->sim, dir, err, sizeof err)) {
-        fprintf(stderr, "irp run: %s\n", err);
+        fprintf(stderr, "irp: %s\n", err);
         return IRP_EXIT_JOURNAL;
     }
     long holder;
@@ -360,13 +360,13 @@ static int open_new(const irp_playbook *pb, const run_args *a, const irp_value *
     if (!rc)
         rc = irp_journal_create(jpath, j);
     if (rc) {
-        fprintf(stderr, "irp run: cannot create %s: %s\n", jpath, irp_strerror(rc));
+        fprintf(stderr, "irp: cannot create %s: %s\n", jpath, irp_strerror(rc));
         free(*dir);
         *dir = NULL;
         return IRP_EXIT_JOURNAL;
     }
     if (a->sim && (rc = rundir_copy_start(*dir, pb->src, pb->src_len, copy)) != 0) {
-        fprintf(stderr, "irp run: cannot write to %s: %s\n", *dir, irp_strerror(rc));
+        fprintf(stderr, "irp: cannot write to %s: %s\n", *dir, irp_strerror(rc));
         irp_journal_close(*j);
         *j = NULL;
         free(*dir);
