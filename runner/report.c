@@ -1930,13 +1930,22 @@ int irp_report_stream_feed(void *ctx, irp_event *line)
 
 /* The rows from the file into out_fd at its offset: in the kernel when it
  * can, else through a buffer. */
+#define ROWS_CHUNK ((size_t)8 << 20)
 static int rows_copy(irp_report_stream *s, int out_fd)
 {
     off_t off = 0;
     while (off < s->written) {
-        ssize_t n = copy_file_range(s->fd, &off, out_fd, NULL, (size_t)(s->written - off), 0);
-        if (n > 0)
+        size_t want = (size_t)(s->written - off) < ROWS_CHUNK ? (size_t)(s->written - off)
+                                                              : ROWS_CHUNK;
+        off_t at = lseek(out_fd, 0, SEEK_CUR);
+        ssize_t n = copy_file_range(s->fd, &off, out_fd, NULL, want, 0);
+        if (n > 0) {
+            /* The report is synced next: its writeback starts chunk by
+             * chunk, while the rest is copied. */
+            if (at >= 0)
+                (void)sync_file_range(out_fd, at, n, SYNC_FILE_RANGE_WRITE);
             continue;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS &&
@@ -1961,7 +1970,8 @@ static int rows_copy(irp_report_stream *s, int out_fd)
     return 0;
 }
 
-static int write_stream(irp_report_stream *s, FILE *f)
+/* f writes to fd (report_file). */
+static int write_stream(irp_report_stream *s, FILE *f, int fd)
 {
     int rc = rows_flush(s);
     if (rc)
@@ -1969,15 +1979,13 @@ static int write_stream(irp_report_stream *s, FILE *f)
     render_md_top(f, s->log);
     fputs(timeline_head, f);
     if (s->fd >= 0) {
-        /* stdio's buffer out first, then the rows behind it, then stdio
-         * again from the end. */
+        /* stdio's buffer out first, then the rows behind it; stdio goes
+         * on from fd's offset, where the copy ended. */
         if (fflush(f) != 0)
             return irp_err_from_errno(errno ? errno : EIO);
-        rc = rows_copy(s, fileno(f));
+        rc = rows_copy(s, fd);
         if (rc)
             return rc;
-        if (fseeko(f, 0, SEEK_END) != 0)
-            return irp_err_from_errno(errno ? errno : EIO);
     } else {
         fwrite(s->rows.p ? s->rows.p : "", 1, s->rows.len, f);
     }
@@ -1994,6 +2002,34 @@ int irp_report_stream_finish(irp_report_stream *s)
 
 #define REPORT_STDIO_BUF ((size_t)1 << 20)
 
+/* stdio's writes to the report: each starts the writeback of what it
+ * wrote, so the fsync at the end waits for the last of 46 MB (100,000
+ * steps) rather than all of it. */
+static ssize_t report_write(void *cookie, const char *p, size_t n)
+{
+    int fd = *(const int *)cookie;
+    off_t at = lseek(fd, 0, SEEK_CUR);
+    if (write_all(fd, p, n) != 0)
+        return -1;
+    if (at >= 0)
+        (void)sync_file_range(fd, at, (off_t)n, SYNC_FILE_RANGE_WRITE);
+    return (ssize_t)n;
+}
+
+/* A stream over *fd (which it does not close), buffered in `buf`. */
+static FILE *report_file(int *fd, char *buf)
+{
+    FILE *f = fopencookie(fd, "w", (cookie_io_functions_t){ .write = report_write });
+    if (f) {
+        __fsetlocking(f, FSETLOCKING_BYCALLER);
+        /* The steps table of a long run is tens of MB: stdio's own 4 KiB
+         * buffer would write it in thousands of write() calls. */
+        if (buf)
+            setvbuf(f, buf, _IOFBF, REPORT_STDIO_BUF);
+    }
+    return f;
+}
+
 int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char *head,
                            char *err, size_t errlen)
 {
@@ -2003,24 +2039,17 @@ int irp_report_stream_save(irp_report_stream *s, const char *run_dir, const char
     snprintf(path, sizeof path, "%s/report.md", run_dir);
     irp_runlog_settle(s->log, head);
     int fd = rc ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
+    char *big = fd < 0 ? NULL : malloc(REPORT_STDIO_BUF);
+    FILE *f = fd < 0 ? NULL : report_file(&fd, big);
     if (!rc && !f)
-        rc = irp_err_from_errno(errno);
-    /* The steps table of a long run is tens of MB: stdio's own 4 KiB
-     * buffer would write it in thousands of write() calls. */
-    char *big = f ? malloc(REPORT_STDIO_BUF) : NULL;
-    if (f) {
-        __fsetlocking(f, FSETLOCKING_BYCALLER);
-        if (big)
-            setvbuf(f, big, _IOFBF, REPORT_STDIO_BUF);
-    }
+        rc = irp_err_from_errno(fd < 0 ? errno : ENOMEM);
     if (!rc)
-        rc = write_stream(s, f);
-    if (!rc && fsync(fileno(f)) != 0)
-        rc = irp_err_from_errno(errno);
+        rc = write_stream(s, f, fd);
     if (f && fclose(f) != 0 && !rc)
+        rc = irp_err_from_errno(errno ? errno : EIO);
+    if (!rc && fsync(fd) != 0)
         rc = irp_err_from_errno(errno);
-    else if (!f && fd >= 0)
+    if (fd >= 0)
         close(fd);
     free(big);
     if (rc)

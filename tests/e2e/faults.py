@@ -508,10 +508,11 @@ def small_disk_prefix(c):
     return None
 
 
-def run_on_small_disk(c, pb, size, ballast=0):
-    """irp run with --runs on a fresh tmpfs of `size`; the run directory is
-    copied out before the tmpfs goes.  A `ballast` file of that many bytes
-    is put on it first (steps may delete it to free space)."""
+def run_on_small_disk(c, pb, size, ballast=0, cmd=("run",)):
+    """irp run (or `cmd`) with --runs on a fresh tmpfs of `size`; the run
+    directory is copied out before the tmpfs goes.  A `ballast` file of
+    that many bytes is put on it first (steps may delete it to free
+    space)."""
     prefix = small_disk_prefix(c)
     if prefix is None:
         raise Skip("cannot mount a small tmpfs: neither as root nor with `unshare -rm` "
@@ -521,7 +522,7 @@ def run_on_small_disk(c, pb, size, ballast=0):
     os.makedirs(copy)
     pbfile = c.write("pb.yaml", pb)
     argv = prefix + ["sh", "-c", FILL_SCRIPT, "sh", small, copy, size, str(ballast),
-                     IRP, "run", pbfile, "--runs", os.path.join(small, "runs")]
+                     IRP, *cmd, pbfile, "--runs", os.path.join(small, "runs")]
     t0 = time.monotonic()
     with open(c.path("irp.out"), "wb") as out, open(c.path("irp.err"), "wb") as err:
         try:
@@ -606,6 +607,44 @@ def disk_full_log_is_recorded_when_the_journal_has_room(c):
     check(r.ev("run.finished"), "no run.finished although the journal had room")
     log = os.path.join(r.dir, "logs", "flood.1.log")
     check(1 * MIB < os.path.getsize(log) < 2 * MIB, "the log did not fill the disk")
+
+
+def pages(n):
+    return -(-n // 4096)
+
+
+@test
+def disk_full_report_exits_4(c):
+    """The journal fits but the report does not: the simulation's journal
+    is whole, ends with run.finished and its last line is durable; irp
+    names report.md and the cause and exits 4.  The disk is sized from
+    the same simulation on a roomy one: what it wrote but report.md, and
+    half the report."""
+    title = "Contain the intruder on host " * 12
+    pb = playbook("".join(f"  - id: s{i:03d}\n    title: {title}{i}\n    run: [true]\n"
+                          for i in range(200)), id_="report-full")
+    sim = ("simulate", "--quiet", "--speed", "max", "--auto")
+    roomy = c.path("roomy")
+    p = subprocess.run([IRP, *sim, c.write("roomy.yaml", pb), "--runs", roomy],
+                       capture_output=True, text=True, timeout=RUN_TIMEOUT, env=c.env())
+    eq(p.returncode, 0, f"simulation on a roomy disk: {p.stderr!r}")
+    d = os.path.join(roomy, os.listdir(roomy)[0])
+    size = {n: os.path.getsize(os.path.join(d, n))
+            for n in ("journal.jsonl", "playbook.yaml", "inputs.json", "lock", "report.md")}
+    with open(os.path.join(d, "report.md"), encoding="utf-8") as f:
+        report = f.read()
+    rows = len(report.split("## Timeline", 1)[1].encode())   # also in a file of their own
+    need = sum(pages(v) for k, v in size.items() if k != "report.md") + pages(rows)
+    r = run_on_small_disk(c, pb, str((need + pages(size["report.md"]) // 2) * 4096), cmd=sim)
+    eq(r.rc, 4, f"exit status {r!r}")
+    check("report.md" in r.err and "no space left on device" in r.err,
+          f"stderr does not name the report and the cause: {r.err!r}")
+    check(r.events and r.events[-1]["event"] == "run.finished",
+          "the journal does not end with run.finished")
+    eq(len(r.events), size["journal.jsonl"] and len(chain(os.path.join(d, "journal.jsonl"))),
+       "journal lines on the small disk and on the roomy one")
+    check(os.path.getsize(os.path.join(r.dir, "report.md")) < size["report.md"],
+          "the report was written whole on a disk that could not hold it")
 
 
 @test
