@@ -355,6 +355,8 @@ struct irp_journal {
     int fd;                  /* O_RDWR | O_APPEND | O_CLOEXEC */
     char *dir;               /* the file's directory; never changes */
     bool dir_pending;        /* created here: fsync dir with the first fsync */
+    char *tmp_path;          /* created here, no line written yet: the file's */
+    char *path;              /* temporary name, and the name it gets (publish) */
     chain ch;                /* the file's lines as far as this handle knows */
     off_t size;              /* end of line ch.n: the file's size if no one else wrote */
     bool fsync_on;
@@ -446,6 +448,11 @@ static void journal_free(irp_journal *j)
      * and close() defers to the end of those; nothing is left here. */
     if (j->fd >= 0)
         close(j->fd);
+    /* Created and never written: no journal, not an empty one. */
+    if (j->tmp_path)
+        (void)unlink(j->tmp_path);
+    free(j->tmp_path);
+    free(j->path);
     free(j->dir);
     free(j->watch);
     json_decref(j->foreign);
@@ -551,9 +558,55 @@ static int do_sync(int fd, const char *dir, int inject)
 
 /* ---- create, open, close ---------------------------------------------- */
 
+/* A new journal is written under a temporary name in its directory and
+ * gets its own with its first line (publish): another process that opens
+ * it -- `irp note` the moment a run's directory appears -- never finds it
+ * empty, with no run.started to follow.  A crash before the first line
+ * leaves only the temporary name behind. */
+static int create_unnamed(irp_journal *j, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    struct stat st;
+
+    base = base ? base + 1 : path;
+    if (lstat(path, &st) == 0)
+        return IRP_EEXISTS;
+    if (errno != ENOENT)
+        return irp_err_from_errno(errno);
+    size_t n = strlen(j->dir) + strlen(base) + 10;
+    if (!(j->tmp_path = malloc(n)) || !(j->path = strdup(path)))
+        return IRP_ENOMEM;
+    snprintf(j->tmp_path, n, "%s/.%s.XXXXXX", j->dir, base);
+    j->fd = mkostemp(j->tmp_path, O_APPEND | O_CLOEXEC);     /* mode 0600 */
+    if (j->fd < 0) {
+        int rc = irp_err_from_errno(errno);
+        free(j->tmp_path);
+        j->tmp_path = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+/* Give the file its name, now that it has lines: link() fails if the name
+ * was taken meanwhile, as O_EXCL would have.  The directory's first sync
+ * (dir_pending) makes the name durable; it comes after this, since every
+ * sync writes the pending lines first.  On the thread that wrote them. */
+static int publish(irp_journal *j)
+{
+    if (!j->tmp_path)
+        return 0;
+    if (link(j->tmp_path, j->path) < 0)
+        return irp_err_from_errno(errno);
+    (void)unlink(j->tmp_path);
+    free(j->tmp_path);
+    j->tmp_path = NULL;
+    return 0;
+}
+
 int irp_journal_create(const char *path, irp_journal **out)
 {
     irp_journal *j;
+    int rc;
 
     if (!out)
         return IRP_EINVAL;
@@ -562,9 +615,7 @@ int irp_journal_create(const char *path, irp_journal **out)
         return IRP_EINVAL;
     if (!(j = journal_new(path)))
         return IRP_ENOMEM;
-    j->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    if (j->fd < 0) {
-        int rc = irp_err_from_errno(errno);
+    if ((rc = create_unnamed(j, path)) < 0) {
         journal_free(j);
         return rc;
     }
@@ -780,7 +831,7 @@ static int write_line(irp_journal *j, const char *buf, size_t len)
 
     if (rc < 0)
         (void)truncate_to(j->fd, j->size);
-    return rc;
+    return rc < 0 ? rc : publish(j);
 }
 
 static int append_locked(irp_journal *j, irp_event *ev)
@@ -1070,6 +1121,8 @@ static int write_batch(struct jwriter *w, wbatch *b)
         rc = IRP_EBUSY;
     else if ((rc = write_all(fd, b->text, b->len)) < 0)
         (void)truncate_to(fd, w->size);
+    else
+        rc = publish(w->j);
     (void)lock_file(fd, LOCK_UN);
     if (rc == 0) {
         /* The run syncs the journal when it ends: writeback started

@@ -51,8 +51,12 @@
 typedef struct irp_journal irp_journal;
 struct irp_event;   /* irp/event.h */
 
-/* Create a new journal file (O_EXCL, mode 0600).  IRP_EEXISTS if the path
- * exists.  Caller closes it with irp_journal_close(). */
+/* Create a new journal file (mode 0600).  IRP_EEXISTS if the path
+ * exists.  The file is made under a temporary name beside it and takes
+ * `path` with its first line, so no other process opens it empty; a
+ * journal closed before any line leaves no file.  An append that finds
+ * the name taken by then fails with IRP_EEXISTS.  Caller closes it with
+ * irp_journal_close(). */
 int irp_journal_create(const char *path, irp_journal **out);
 
 /* What opening an existing journal found. */

@@ -648,6 +648,11 @@ def notes_from_another_process_join_the_batched_journal(c):
             rundir = os.path.join(c.runs, found[0]) if found else None
             time.sleep(0.01)
         check(rundir is not None, "no run directory appeared")
+        # The journal gets its name with its first line: never seen empty.
+        with open(os.path.join(rundir, "journal.jsonl"), "rb") as f:
+            first = f.readline()
+        check(first.endswith(b"\n") and json.loads(first)["event"] == "run.started",
+              f"the journal's first sight: {first[:80]!r}")
         sent = []
         while p.poll() is None and len(sent) < 40:
             text = f"note {len(sent)} from the room"

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -183,6 +184,11 @@ static uint64_t verify_when_written(const char *path, char head[IRP_SHA256_HEX])
 {
     for (int i = 0; i < 10000; i++) {
         size_t len;
+        /* A new journal has no name before its first write. */
+        if (access(path, F_OK) != 0) {
+            usleep(1000);
+            continue;
+        }
         char *buf = slurp(path, &len);
         uint64_t n = len && buf[len - 1] == '\n' ? verify_text(buf, len, head) : 0;
         free(buf);
@@ -424,6 +430,20 @@ static void test_journal_utf8_round_trip(void **state)
     assert_int_equal(c.n, 1);
 }
 
+/* Entries of f->dir other than "." and "..". */
+static int count_entries(const fixture *f)
+{
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
 static void test_journal_create_refuses_existing_and_is_private(void **state)
 {
     fixture *f = *state;
@@ -431,11 +451,57 @@ static void test_journal_create_refuses_existing_and_is_private(void **state)
     struct stat st;
 
     assert_int_equal(irp_journal_create(f->path, &j), 0);
+    append_ok(j, note("first", 1));
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     irp_journal_close(j);
     assert_int_equal(irp_journal_create(f->path, &j), IRP_EEXISTS);
     assert_null(j);
+    assert_int_equal(count_entries(f), 1);
+}
+
+/* Another process that opens a new journal (`irp note` as soon as the
+ * run's directory appears) never finds it empty: the name comes with the
+ * first line, and a journal closed without one leaves nothing behind. */
+static void test_journal_appears_with_its_first_line(void **state)
+{
+    fixture *f = *state;
+    irp_journal *j;
+    struct stat st;
+    size_t len;
+
+    assert_int_equal(irp_journal_create(f->path, &j), 0);
+    assert_int_equal(stat(f->path, &st), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(append_ok(j, note("first", 1)), 1);
+    char *text = slurp(f->path, &len);
+    assert_non_null(text);
+    assert_true(len > 0 && text[len - 1] == '\n');
+    assert_non_null(strstr(text, "\"seq\":1,"));
+    free(text);
+    irp_journal_close(j);
+    assert_int_equal(count_entries(f), 1);
+
+    char other[160];
+    snprintf(other, sizeof other, "%s/never.jsonl", f->dir);
+    assert_int_equal(irp_journal_create(other, &j), 0);
+    assert_int_equal(count_entries(f), 2);          /* its temporary name */
+    irp_journal_close(j);
+    assert_int_equal(count_entries(f), 1);
+    assert_int_equal(stat(other, &st), -1);
+
+    /* The name taken after create: the first append fails, as O_EXCL. */
+    assert_int_equal(irp_journal_create(other, &j), 0);
+    int fd = open(other, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    json_t *ev = note("late", 1);
+    assert_int_equal(irp_journal_append(j, ev, NULL), IRP_EEXISTS);
+    json_decref(ev);
+    irp_journal_close(j);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    assert_int_equal(count_entries(f), 2);
 }
 
 static void test_journal_open_empty_file(void **state)
@@ -1649,7 +1715,7 @@ static void test_journal_batch_durable_waits_one_turn(void **state)
     assert_int_equal(irp_journal_set_batch(j, &loop), 0);
     append_ok(j, note("runner", 1));
     append_ok(j, note("runner", 2));
-    assert_int_equal(verify_independently(f->path, head), 0);
+    assert_int_equal(access(f->path, F_OK), -1);    /* nothing written: no file yet */
     assert_false(irp_journal_is_durable(j, 2));
     /* The loop's next turn, here one with a timer far off to wait for:
      * the lines are written before it waits. */
@@ -1698,9 +1764,12 @@ static void test_journal_writer_thread_yields_to_another_writer(void **state)
     /* About 150 bytes a line: some 7,000 lines a batch. */
     for (int i = 1; i <= 8000; i++)
         append_ok(a, note("parent", i));
+    /* The file has its name once the thread wrote the first batch. */
+    for (int tries = 0; access(f->path, F_OK) < 0 && tries < 5000; tries++)
+        usleep(1000);
     assert_int_equal(irp_journal_open(f->path, false, &b, NULL, NULL, 0), 0);
     uint64_t child_seq = append_ok(b, note("child", 1));
-    assert_true(child_seq >= 1 && child_seq <= 8001);
+    assert_true(child_seq >= 2 && child_seq <= 8001);
     for (int i = 8001; i <= 24000; i++)
         append_ok(a, note("parent", i));
     /* The head waits for every line appended, pending ones included. */
@@ -1731,7 +1800,7 @@ static void test_journal_writer_thread_yields_to_another_writer(void **state)
 static void test_journal_writer_thread_full_disk(void **state)
 {
     fixture *f = *state;
-    char mnt[96], path[128], head[IRP_SHA256_HEX];
+    char mnt[96], path[128];
     uv_loop_t loop;
     irp_journal *j;
     int rc = 0, i;
@@ -1762,11 +1831,15 @@ static void test_journal_writer_thread_full_disk(void **state)
     json_t *ev = note_of_len(10);
     assert_int_equal(irp_journal_append(j, ev, NULL), IRP_ENOSPC);
     json_decref(ev);
-    /* What the file holds is whole and chained: nothing, here. */
-    assert_int_equal(verify_independently(path, head), 0);
-    assert_int_equal(file_size(path), 0);
+    /* No line was written whole: there is no journal, not a broken one. */
+    assert_int_equal(access(path, F_OK), -1);
     irp_journal_close(j);
     loop_done(&loop);
+    DIR *d = opendir(mnt);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        assert_true(strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0);
+    closedir(d);
     assert_int_equal(umount(mnt), 0);
 }
 
@@ -1787,6 +1860,7 @@ int main(void)
         T(test_json_dump_matches_jansson),
         T(test_json_dump_refuses_what_jansson_refuses),
         T(test_journal_create_refuses_existing_and_is_private),
+        T(test_journal_appears_with_its_first_line),
         T(test_journal_open_empty_file),
         T(test_journal_read_missing_file),
         T(test_journal_read_callback_stops_read),
