@@ -797,6 +797,9 @@ static void fail_attempt(irp_engine *e, inst *in, const char *reason, const char
      * failing cannot itself run out of memory. */
     ejob local;
     if (!in->job) {
+        /* Nothing started: the attempt took no time (not the clock's
+         * whole reading, or the time since an earlier attempt). */
+        in->started_mono = irp_clock_now_ms(e->o.clock);
         memset(&local, 0, sizeof local);
         local.on_stack = true;
         in->job = &local.job;
@@ -806,7 +809,13 @@ static void fail_attempt(irp_engine *e, inst *in, const char *reason, const char
     in->job->engine_data = in;
     in->job->outcome = IRP_JOB_FAILED;
     in->job->exit_code = -1;
-    snprintf(in->job->error, sizeof in->job->error, "%s: %s", reason, msg);
+    char *err = in->job->error;
+    size_t cap = sizeof in->job->error;
+    /* A message too long is cut short; cut inside a UTF-8 sequence, the
+     * journal would leave the whole error out, so that is cut too. */
+    if (snprintf(err, cap, "%s: %s", reason, msg) >= (int)cap)
+        for (size_t len = cap - 1; len > cap - 4 && !irp_utf8_valid(err, len); len--)
+            err[len - 1] = '\0';
     attempt_finished(in->job);
 }
 

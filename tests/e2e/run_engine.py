@@ -876,6 +876,8 @@ def expression_error_at_run_time(c):
         f = r.finished(inst)
         eq(f.get("status"), "failed", f"status of {inst}")
         check("expression" in json.dumps(f), f"{inst}: reason `expression` not given: {f}")
+        # It failed before anything started: it took no time.
+        check(0 <= f["duration_ms"] < 1000, f"{inst}: duration_ms {f['duration_ms']}")
     check(not os.path.exists(c.path("when-ran")), "a step with a failing when ran")
 
 
