@@ -351,6 +351,28 @@ typedef struct sync_waiter {
     void *arg;
 } sync_waiter;
 
+/* One fsync round on the thread pool: the pool thread reads fd, dir and
+ * the fields set before the work was queued, and writes status, read
+ * after it is done. */
+typedef struct sync_round {
+    uv_work_t work;
+    struct irp_journal *j;
+    enum sync_mode mode;
+    bool dir;
+    bool done;
+    int inject;
+    uint64_t target;
+    int status;
+} sync_round;
+
+/* Rounds at once.  A line appended while a round runs may miss the
+ * filesystem's commit that round waits for; a round of its own, started
+ * at once, joins the next commit as soon as the filesystem starts it,
+ * instead of after the running round has come back through the loop.
+ * With two steps running side by side, most starts wait for one commit
+ * instead of the rest of one and then another. */
+#define SYNC_ROUNDS 3
+
 struct irp_journal {
     int fd;                  /* O_RDWR | O_APPEND | O_CLOEXEC */
     char *dir;               /* the file's directory; never changes */
@@ -365,17 +387,16 @@ struct irp_journal {
     int inject_err;          /* tests: next fsync fails with this */
     uint64_t fsync_count;
 
-    /* sync_async, all on the loop thread, but for the pool thread's reads
-     * of fd, dir and the work_* fields set before the work was queued,
-     * and its write of work_status, read after it is done. */
+    /* sync_async, all on the loop thread but for the rounds' pool work.
+     * Rounds are a ring in the order started, and their results are taken
+     * in that order: a round that failed voids every later one, which may
+     * have "succeeded" only because the failure was reported to it. */
     uv_loop_t *loop;
-    uv_work_t work;
-    bool work_busy;
-    enum sync_mode work_mode;
-    bool work_dir;
-    int work_inject;
-    uint64_t work_target;
-    int work_status;
+    sync_round rounds[SYNC_ROUNDS];
+    unsigned round_first, rounds_busy;
+    uv_timer_t syncer;       /* starts a round alongside at the turn's end */
+    unsigned handles_open;   /* flusher and syncer, until their close */
+    bool syncer_open;
     sync_waiter *waiters;    /* sorted by seq, ties in the order asked */
     bool dispatching;        /* inside callbacks: close() must not free */
     char *watch;             /* irp_journal_watch: event name, or NULL */
@@ -694,12 +715,12 @@ int irp_journal_open(const char *path, bool repair, irp_journal **out,
     return 0;
 }
 
-static void flusher_closed(uv_handle_t *h)
+/* The last of the handles' closes and the rounds in flight frees it. */
+static void handle_closed(uv_handle_t *h)
 {
     irp_journal *j = h->data;
 
-    j->flusher_open = false;
-    if (!j->work_busy && !j->dispatching)
+    if (--j->handles_open == 0 && !j->rounds_busy && !j->dispatching)
         journal_free(j);
 }
 
@@ -709,13 +730,17 @@ void irp_journal_close(irp_journal *j)
         return;
     (void)irp_journal_flush(j);
     /* The pool thread still uses fd, or callbacks are running, or the
-     * flusher is closing: the last of those frees the handle. */
-    if (j->flusher_open) {
+     * timers are closing: the last of those frees the handle. */
+    if (j->flusher_open || j->syncer_open) {
         j->closing = true;
-        uv_close((uv_handle_t *)&j->flusher, flusher_closed);
+        if (j->flusher_open)
+            uv_close((uv_handle_t *)&j->flusher, handle_closed);
+        if (j->syncer_open)
+            uv_close((uv_handle_t *)&j->syncer, handle_closed);
+        j->flusher_open = j->syncer_open = false;
         return;
     }
-    if (j->work_busy || j->dispatching) {
+    if (j->rounds_busy || j->dispatching) {
         j->closing = true;
         return;
     }
@@ -1427,6 +1452,7 @@ int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop)
         return irp_err_from_errno(-rc);
     j->flusher.data = j;
     j->flusher_open = true;
+    j->handles_open++;
     uv_unref((uv_handle_t *)&j->flusher);
     j->batch = true;
     return 0;
@@ -1458,6 +1484,8 @@ static int sync_done(irp_journal *j, uint64_t target, bool dir, int rc)
             j->sync_err = rc;
         return rc;
     }
+    if (j->sync_err)
+        return j->sync_err;
     if (dir)
         j->dir_pending = false;
     if (target > j->durable)
@@ -1519,11 +1547,23 @@ static void sync_after_cb(uv_work_t *req, int status);
 
 static void sync_work_cb(uv_work_t *req)
 {
-    irp_journal *j = req->data;
+    sync_round *r = req->data;
 
-    j->work_status = j->work_mode == SYNC_FSYNC
-                         ? do_sync(j->fd, j->work_dir ? j->dir : NULL, j->work_inject)
-                         : 0;
+    r->status = r->mode == SYNC_FSYNC ? do_sync(r->j->fd, r->dir ? r->j->dir : NULL, r->inject)
+                                      : 0;
+}
+
+/* The highest line a round in flight covers, or 0. */
+static uint64_t rounds_target(const irp_journal *j)
+{
+    uint64_t t = 0;
+
+    for (unsigned i = 0; i < j->rounds_busy; i++) {
+        const sync_round *r = &j->rounds[(j->round_first + i) % SYNC_ROUNDS];
+        if (r->target > t)
+            t = r->target;
+    }
+    return t;
 }
 
 /* A round covers every line appended so far.  With nothing to fsync it is
@@ -1532,21 +1572,40 @@ static void sync_work_cb(uv_work_t *req)
  * call, with no uv handle to close. */
 static int start_work(irp_journal *j)
 {
+    sync_round *r = &j->rounds[(j->round_first + j->rounds_busy) % SYNC_ROUNDS];
     int rc;
 
-    j->work_target = j->ch.n;
-    j->work_mode = sync_mode_for(j, j->work_target);
-    j->work_dir = j->work_mode == SYNC_FSYNC && j->dir_pending;
-    j->work_inject = j->work_mode == SYNC_FSYNC ? take_inject(j) : 0;
-    j->work_status = 0;
-    j->work.data = j;
-    rc = uv_queue_work(j->loop, &j->work, sync_work_cb, sync_after_cb);
+    r->j = j;
+    r->done = false;
+    r->target = j->ch.n;
+    r->mode = sync_mode_for(j, r->target);
+    r->dir = r->mode == SYNC_FSYNC && j->dir_pending;
+    r->inject = r->mode == SYNC_FSYNC ? take_inject(j) : 0;
+    r->status = 0;
+    r->work.data = r;
+    rc = uv_queue_work(j->loop, &r->work, sync_work_cb, sync_after_cb);
     if (rc < 0) {
-        j->inject_err = j->work_inject;
+        j->inject_err = r->inject;
         return irp_err_from_errno(-rc);
     }
-    j->work_busy = true;
+    j->rounds_busy++;
     return 0;
+}
+
+/* Whether a waiter needs a round that is not running: one for a line no
+ * round in flight covers, or (none running) any. */
+static bool round_needed(const irp_journal *j)
+{
+    if (!j->waiters)
+        return false;
+    if (!j->rounds_busy)
+        return true;
+    if (j->rounds_busy == SYNC_ROUNDS)
+        return false;
+    uint64_t last = 0;
+    for (const sync_waiter *w = j->waiters; w; w = w->next)
+        last = w->seq;            /* sorted: the last is the highest */
+    return last > rounds_target(j);
 }
 
 static void insert_waiter(irp_journal *j, sync_waiter *w)
@@ -1566,6 +1625,8 @@ static sync_waiter *take_waiters(irp_journal *j, bool all)
 
     while (*p && (all || (*p)->seq <= j->durable))
         p = &(*p)->next;
+    if (p == &j->waiters)
+        return NULL;              /* none: the list stays whole */
     j->waiters = *p;
     *p = NULL;
     return head;
@@ -1584,10 +1645,42 @@ static void fire(irp_journal *j, sync_waiter *list, int err)
     }
 }
 
+static void on_syncer(uv_timer_t *h)
+{
+    irp_journal *j = h->data;
+
+    /* A failure to start is left to the dispatch of a round in flight;
+     * with none, the waiters fail now. */
+    if (!j->closing && round_needed(j)) {
+        int rc = start_work(j);
+        if (rc < 0 && !j->rounds_busy)
+            fire(j, take_waiters(j, true), rc);
+    }
+}
+
+/* A waiter for a line no round in flight covers: a round for it, and for
+ * every line appended in the rest of this turn, before the loop waits
+ * (a timer of 0).  Without a timer, the next dispatch starts it. */
+static void arm_syncer(irp_journal *j)
+{
+    if (!j->syncer_open) {
+        if (uv_timer_init(j->loop, &j->syncer) < 0)
+            return;
+        j->syncer.data = j;
+        uv_unref((uv_handle_t *)&j->syncer);
+        j->syncer_open = true;
+        j->handles_open++;
+    }
+    if (!uv_is_active((uv_handle_t *)&j->syncer))
+        uv_timer_start(&j->syncer, on_syncer, 0, 0);
+}
+
+/* The last of the handles' closes and the rounds in flight frees it. */
 static void finish_close(irp_journal *j)
 {
     fire(j, take_waiters(j, true), IRP_ECANCELED);
-    if (!j->flusher_open)
+    j->dispatching = false;
+    if (!j->handles_open && !j->rounds_busy)
         journal_free(j);
 }
 
@@ -1595,11 +1688,13 @@ static void dispatch(irp_journal *j)
 {
     j->dispatching = true;
     fire(j, take_waiters(j, j->sync_err != 0), j->sync_err);
-    /* Waiters left (or added by callbacks) need a new round. */
-    while (!j->closing && j->waiters && !j->work_busy) {
+    /* Waiters left (or added by callbacks) may need a new round. */
+    while (!j->closing && round_needed(j)) {
         int rc = start_work(j);
-        if (rc < 0)
+        if (rc < 0 && !j->rounds_busy)
             fire(j, take_waiters(j, true), rc);
+        if (rc < 0)
+            break;
     }
     if (j->closing)
         finish_close(j);
@@ -1609,15 +1704,23 @@ static void dispatch(irp_journal *j)
 
 static void sync_after_cb(uv_work_t *req, int status)
 {
-    irp_journal *j = req->data;
-    /* status is UV_ECANCELED only after uv_cancel(), which irp never calls. */
-    int rc = status < 0 ? irp_err_from_errno(-status) : j->work_status;
+    sync_round *r = req->data;
+    irp_journal *j = r->j;
 
-    j->work_busy = false;
-    if (j->work_mode == SYNC_FSYNC)
-        j->fsync_count++;
-    if (j->work_mode != SYNC_NONE)
-        (void)sync_done(j, j->work_target, j->work_dir, rc);
+    /* status is UV_ECANCELED only after uv_cancel(), which irp never calls. */
+    if (status < 0)
+        r->status = irp_err_from_errno(-status);
+    r->done = true;
+    /* Results in the order the rounds started (see rounds). */
+    while (j->rounds_busy && j->rounds[j->round_first].done) {
+        sync_round *first = &j->rounds[j->round_first];
+        if (first->mode == SYNC_FSYNC)
+            j->fsync_count++;
+        if (first->mode != SYNC_NONE)
+            (void)sync_done(j, first->target, first->dir, first->status);
+        j->round_first = (j->round_first + 1) % SYNC_ROUNDS;
+        j->rounds_busy--;
+    }
     dispatch(j);
 }
 
@@ -1640,9 +1743,14 @@ int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
     *w = (sync_waiter){ .seq = seq, .cb = cb, .arg = arg };
     j->loop = loop;
     insert_waiter(j, w);
-    /* A running round, or the dispatch we are inside, picks it up. */
-    if (j->work_busy || j->dispatching)
+    /* The dispatch we are inside picks it up; else a round in flight
+     * covers it, or one starts: now when none runs, else at the turn's end. */
+    if (j->dispatching || !round_needed(j))
         return 0;
+    if (j->rounds_busy) {
+        arm_syncer(j);
+        return 0;
+    }
     if ((rc = start_work(j)) < 0) {
         j->waiters = NULL;      /* w was the only one: no round was running */
         free(w);

@@ -1227,6 +1227,9 @@ static void on_sync(void *arg, int status)
     sync_req *r = arg;
     sync_log *log = r->log;
 
+    /* Success means the line is durable by then, never before. */
+    if (status == 0 && log->j)
+        assert_true(irp_journal_durable_seq(log->j) >= r->seq);
     log->depth++;
     if (log->depth > log->max_depth)
         log->max_depth = log->depth;
@@ -1436,6 +1439,91 @@ static void test_journal_fsync_error_is_sticky(void **state)
     assert_int_equal(log.status[2], IRP_EIO);
     assert_int_equal(irp_journal_fsync_count(j), 1);
     irp_journal_close(j);
+    loop_done(&loop);
+}
+
+/* A line appended while a round runs gets a round of its own alongside
+ * it.  When the first fails, the second's success counts for nothing,
+ * whichever comes back first: the failure may have been reported to the
+ * first alone, and the pages the second found clean may be gone. */
+static void test_journal_round_beside_a_failed_one_counts_for_nothing(void **state)
+{
+    fixture *f = *state;
+    sync_req req[2] = { 0 };
+    sync_log log = { 0 };
+    uv_loop_t loop;
+    irp_journal *j;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(f->path, &j), 0);
+    append_ok(j, note("runner", 1));
+    irp_journal_inject_fsync_error(j, IRP_EIO);
+    request(j, &loop, &req[0], &log, 1, 0);
+    append_ok(j, note("runner", 2));
+    request(j, &loop, &req[1], &log, 2, 1);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.status[0], IRP_EIO);
+    assert_int_equal(log.status[1], IRP_EIO);
+    assert_int_equal(irp_journal_durable_seq(j), 0);
+    assert_false(irp_journal_is_durable(j, 2));
+    assert_int_equal(irp_journal_sync(j), IRP_EIO);
+    irp_journal_close(j);
+    loop_done(&loop);
+}
+
+/* Lines appended one loop turn after another while a round runs: each
+ * turn's lines start a round at once, beside it, rather than all waiting
+ * for it to come back; every waiter still hears only once its line is
+ * durable, in seq order. */
+static void on_turn(uv_timer_t *t);
+
+typedef struct turns {
+    irp_journal *j;
+    uv_loop_t *loop;
+    sync_req req[6];
+    sync_log log;
+    int next;
+} turns;
+
+static void on_turn(uv_timer_t *t)
+{
+    turns *x = t->data;
+
+    append_ok(x->j, note("runner", x->next + 1));
+    request(x->j, x->loop, &x->req[x->next], &x->log, (uint64_t)x->next + 1, x->next);
+    if (++x->next < 6)
+        uv_timer_start(t, on_turn, 0, 0);
+}
+
+static void test_journal_rounds_beside_each_other(void **state)
+{
+    fixture *f = *state;
+    uv_loop_t loop;
+    uv_timer_t t;
+    turns x = { 0 };
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(f->path, &x.j), 0);
+    x.loop = &loop;
+    x.log.j = x.j;
+    assert_int_equal(uv_timer_init(&loop, &t), 0);
+    t.data = &x;
+    assert_int_equal(uv_timer_start(&t, on_turn, 0, 0), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(x.log.n, 6);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(x.log.seq[i], i + 1);
+        assert_int_equal(x.log.status[i], 0);
+    }
+    assert_int_equal(irp_journal_durable_seq(x.j), 6);
+    /* One round per turn at most, however many ran at once. */
+    uint64_t n = irp_journal_fsync_count(x.j);
+    assert_true(n >= 1 && n <= 6);
+    char head[IRP_SHA256_HEX];
+    assert_int_equal(verify_independently(f->path, head), 6);
+    uv_close((uv_handle_t *)&t, NULL);
+    irp_journal_close(x.j);
     loop_done(&loop);
 }
 
@@ -1887,6 +1975,8 @@ int main(void)
         T(test_journal_sync_async_request_from_callback),
         T(test_journal_fsync_off),
         T(test_journal_fsync_error_is_sticky),
+        T(test_journal_round_beside_a_failed_one_counts_for_nothing),
+        T(test_journal_rounds_beside_each_other),
         T(test_journal_close_with_sync_in_flight),
         T(test_journal_close_inside_callback),
         T(test_journal_sync_async_refuses_bad_requests),
