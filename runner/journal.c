@@ -360,6 +360,7 @@ typedef struct sync_round {
     enum sync_mode mode;
     bool dir;
     bool done;
+    unsigned gen;             /* j->fsync_gen when it started */
     int inject;
     uint64_t target;
     int status;
@@ -384,6 +385,9 @@ struct irp_journal {
     bool fsync_on;
     uint64_t durable;
     int sync_err;            /* first fsync failure; sticky */
+    pthread_mutex_t sync_mu; /* one fsync at a time (do_sync), and: */
+    int fsync_failed;        /* a failure any fsync saw; under sync_mu */
+    unsigned fsync_gen;      /* counts set_fsync(true) after false */
     int inject_err;          /* tests: next fsync fails with this */
     uint64_t fsync_count;
 
@@ -453,7 +457,8 @@ static irp_journal *journal_new(const char *path)
     j->fsync_on = true;
     chain_init(&j->ch);
     j->dir = dir_of(path);
-    if (!j->dir) {
+    if (!j->dir || pthread_mutex_init(&j->sync_mu, NULL) != 0) {
+        free(j->dir);
         free(j);
         return NULL;
     }
@@ -475,6 +480,7 @@ static void journal_free(irp_journal *j)
     free(j->tmp_path);
     free(j->path);
     free(j->dir);
+    pthread_mutex_destroy(&j->sync_mu);
     free(j->watch);
     json_decref(j->foreign);
     free(j->line.p);
@@ -563,17 +569,26 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
-/* The fsync itself.  Runs on the loop thread or a pool thread, so it reads
- * only what cannot change while it runs. */
-static int do_sync(int fd, const char *dir, int inject)
+/* The fsync itself, on the loop thread or a pool thread; it reads only
+ * what cannot change while it runs.  One at a time: Linux reports a
+ * writeback error to one fdatasync of an open file, so of two at once the
+ * later could get it and the earlier "succeed" on pages that were lost;
+ * one after the other, each sees what failed before it returned.  And
+ * after any failure, none succeeds (fsync_failed). */
+static int do_sync(irp_journal *j, bool dir, int inject)
 {
     int rc;
 
-    if (inject)
-        return inject;
-    rc = sync_fd(fd);
-    if (rc == 0 && dir)
-        rc = sync_dir(dir);
+    pthread_mutex_lock(&j->sync_mu);
+    rc = j->fsync_failed;
+    if (rc == 0) {
+        rc = inject ? inject : sync_fd(j->fd);
+        if (rc == 0 && dir)
+            rc = sync_dir(j->dir);
+        if (rc < 0)
+            j->fsync_failed = rc;
+    }
+    pthread_mutex_unlock(&j->sync_mu);
     return rc;
 }
 
@@ -595,7 +610,7 @@ static int create_unnamed(irp_journal *j, const char *path)
     if (errno != ENOENT)
         return irp_err_from_errno(errno);
     size_t n = strlen(j->dir) + strlen(base) + 10;
-    if (!(j->tmp_path = malloc(n)) || !(j->path = strdup(path)))
+    if (!(j->path = strdup(path)) || !(j->tmp_path = malloc(n)))
         return IRP_ENOMEM;
     snprintf(j->tmp_path, n, "%s/.%s.XXXXXX", j->dir, base);
     j->fd = mkostemp(j->tmp_path, O_APPEND | O_CLOEXEC);     /* mode 0600 */
@@ -854,9 +869,13 @@ static int write_line(irp_journal *j, const char *buf, size_t len)
 {
     int rc = write_all(j->fd, buf, len);
 
+    /* A line the file got but not its name is cut off too: the caller is
+     * told it failed, and a later append must not find it. */
+    if (rc == 0)
+        rc = publish(j);
     if (rc < 0)
         (void)truncate_to(j->fd, j->size);
-    return rc < 0 ? rc : publish(j);
+    return rc;
 }
 
 static int append_locked(irp_journal *j, irp_event *ev)
@@ -1144,10 +1163,8 @@ static int write_batch(struct jwriter *w, wbatch *b)
         rc = irp_err_from_errno(errno);
     else if (st.st_size != w->size)
         rc = IRP_EBUSY;
-    else if ((rc = write_all(fd, b->text, b->len)) < 0)
+    else if ((rc = write_all(fd, b->text, b->len)) < 0 || (rc = publish(w->j)) < 0)
         (void)truncate_to(fd, w->size);
-    else
-        rc = publish(w->j);
     (void)lock_file(fd, LOCK_UN);
     if (rc == 0) {
         /* The run syncs the journal when it ends: writeback started
@@ -1513,7 +1530,7 @@ int irp_journal_sync(irp_journal *j)
         break;
     }
     dir = j->dir_pending;
-    rc = do_sync(j->fd, dir ? j->dir : NULL, take_inject(j));
+    rc = do_sync(j, dir, take_inject(j));
     j->fsync_count++;
     return sync_done(j, target, dir, rc);
 }
@@ -1549,8 +1566,14 @@ static void sync_work_cb(uv_work_t *req)
 {
     sync_round *r = req->data;
 
-    r->status = r->mode == SYNC_FSYNC ? do_sync(r->j->fd, r->dir ? r->j->dir : NULL, r->inject)
-                                      : 0;
+    r->status = r->mode == SYNC_FSYNC ? do_sync(r->j, r->dir, r->inject) : 0;
+}
+
+/* A round that only counted lines durable while fsync was off, started
+ * before it was turned back on: it makes nothing durable now. */
+static bool round_stale(const irp_journal *j, const sync_round *r)
+{
+    return r->mode == SYNC_PRETEND && r->gen != j->fsync_gen;
 }
 
 /* The highest line a round in flight covers, or 0. */
@@ -1560,7 +1583,7 @@ static uint64_t rounds_target(const irp_journal *j)
 
     for (unsigned i = 0; i < j->rounds_busy; i++) {
         const sync_round *r = &j->rounds[(j->round_first + i) % SYNC_ROUNDS];
-        if (r->target > t)
+        if (r->target > t && !round_stale(j, r))
             t = r->target;
     }
     return t;
@@ -1575,8 +1598,15 @@ static int start_work(irp_journal *j)
     sync_round *r = &j->rounds[(j->round_first + j->rounds_busy) % SYNC_ROUNDS];
     int rc;
 
+    /* The round covers written lines only: a batch still pending goes
+     * out first.  A batch that cannot be written fails every sync. */
+    if (j->n_pend)
+        (void)flush_pending(j);
+    if (j->batch_err && !j->sync_err)
+        j->sync_err = j->batch_err;
     r->j = j;
     r->done = false;
+    r->gen = j->fsync_gen;
     r->target = j->ch.n;
     r->mode = sync_mode_for(j, r->target);
     r->dir = r->mode == SYNC_FSYNC && j->dir_pending;
@@ -1716,7 +1746,7 @@ static void sync_after_cb(uv_work_t *req, int status)
         sync_round *first = &j->rounds[j->round_first];
         if (first->mode == SYNC_FSYNC)
             j->fsync_count++;
-        if (first->mode != SYNC_NONE)
+        if (first->mode != SYNC_NONE && !round_stale(j, first))
             (void)sync_done(j, first->target, first->dir, first->status);
         j->round_first = (j->round_first + 1) % SYNC_ROUNDS;
         j->rounds_busy--;
@@ -1827,8 +1857,10 @@ void irp_journal_set_fsync(irp_journal *j, bool on)
 {
     /* Lines counted durable while fsync was off are not on disk: back on,
      * the next sync covers them all. */
-    if (on && !j->fsync_on && !j->sync_err)
+    if (on && !j->fsync_on && !j->sync_err) {
         j->durable = 0;
+        j->fsync_gen++;
+    }
     /* Lines pending go out now: from here they wait a turn of the loop
      * at most, not BATCH_MS. */
     if (on != j->fsync_on && j->batch)

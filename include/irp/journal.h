@@ -26,8 +26,9 @@
  * makes every line appended so far durable.  irp_journal_sync_async()
  * fsyncs on libuv's thread pool and calls back once every line up to
  * `seq` is on disk; lines appended while an fsync runs are covered by
- * the next one, started alongside at the end of the loop's turn (up to
- * three at once, their results taken in the order they started), so
+ * the next one, queued at the end of the loop's turn beside the one in
+ * flight (up to three; the fsyncs themselves one at a time, results taken
+ * in the order the rounds started), so
  * events close together share one fsync.  The first sync of
  * a journal made by irp_journal_create() also fsyncs its directory, so
  * the new file's name survives a crash.  A failed fsync is sticky: the
