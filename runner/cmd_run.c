@@ -419,14 +419,12 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     uv_loop_t loop;
     uv_loop_init(&loop);
     irp_clock *clock = NULL;
-    /* Lines are written in batches (irp_journal_set_batch): a durable
-     * run's before the loop next waits or when an action needs them on
-     * disk, a simulation's every 20 ms.  98,000 skipped steps are then a
-     * few writes, not 98,000 each under its own lock.  With --no-fsync a
-     * run's actions wait for nothing, so its lines go out one by one,
-     * each before irp acts on it. */
-    if (a->sim || !a->no_fsync)
-        irp_journal_set_batch(j, &loop);
+    /* Lines are written in batches (irp_journal_set_batch): a run's
+     * before the loop next waits or when an action needs them on disk
+     * (with --no-fsync: written), a simulation's every 20 ms.  98,000
+     * skipped steps are then a few writes, not 98,000 each under its own
+     * lock. */
+    irp_journal_set_batch(j, &loop, a->sim ? IRP_BATCH_LAZY : IRP_BATCH_TURN);
     if (a->sim)
         irp_clock_create_virtual(&loop, a->sim->start_ms, a->sim->speed, &clock);
     else

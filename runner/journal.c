@@ -415,7 +415,8 @@ struct irp_journal {
      * another process wrote in between), and the chain as it was before
      * the first. */
     bool batch;
-    uv_timer_t flusher;      /* writes the batch BATCH_MS after its first line */
+    bool lazy;               /* IRP_BATCH_LAZY */
+    uv_timer_t flusher;      /* writes the batch 0 or BATCH_MS after its first line */
     bool flusher_open;
     size_t *pend;            /* offsets in pbuf */
     size_t n_pend, cap_pend;
@@ -1428,13 +1429,14 @@ static int append_pending(irp_journal *j, irp_event *ev)
     if (j->n_pend == 0) {
         j->base = j->ch;
         j->base_size = j->size;
-        j->unhashed = !j->fsync_on && writer_ready(j);
-        /* Durable, a line waits for the loop's next turn at most (a timer
-         * of 0 runs before the loop next waits): whatever comes of the
-         * event it records, a kill cannot lose it any more than one just
-         * before it was appended. */
+        bool lazy = j->lazy && !j->fsync_on;
+        j->unhashed = lazy && writer_ready(j);
+        /* Else a line waits for the loop's next turn at most (a timer of
+         * 0 runs before the loop next waits): whatever comes of the event
+         * it records, a kill cannot lose it any more than one just before
+         * it was appended. */
         if (j->flusher_open && !j->closing)
-            uv_timer_start(&j->flusher, on_flusher, j->fsync_on ? 0 : BATCH_MS, 0);
+            uv_timer_start(&j->flusher, on_flusher, lazy ? BATCH_MS : 0, 0);
     }
     size_t at = j->pbuf_len;
     rc = pend_line(j, ev);
@@ -1458,12 +1460,14 @@ int irp_journal_flush(irp_journal *j)
     return rc ? rc : j->batch_err;
 }
 
-int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop)
+int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop, irp_batch_mode mode)
 {
     int rc;
 
-    if (!j || !loop || j->batch || (j->loop && j->loop != loop))
+    if (!j || !loop || j->batch || (j->loop && j->loop != loop) ||
+        (mode != IRP_BATCH_TURN && mode != IRP_BATCH_LAZY))
         return IRP_EINVAL;
+    j->lazy = mode == IRP_BATCH_LAZY;
     j->loop = loop;
     if ((rc = uv_timer_init(loop, &j->flusher)) < 0)
         return irp_err_from_errno(-rc);
@@ -1542,6 +1546,11 @@ bool irp_journal_is_durable(irp_journal *j, uint64_t seq)
     if (seq <= j->durable)
         return true;
     if (j->fsync_on)
+        return false;
+    /* Written is as durable as it gets: a line still in the batch is
+     * written now, before the caller acts on it.  (A lazy batch's go to
+     * its writer thread: a simulation's actions are not real.) */
+    if (j->n_pend && !j->unhashed && flush_pending(j) < 0)
         return false;
     j->durable = j->ch.n;      /* SYNC_PRETEND without the trip through the pool */
     return true;

@@ -120,32 +120,37 @@ int irp_journal_sync_async(irp_journal *j, uv_loop_t *loop, uint64_t seq,
 
 /* Batch appends.  Lines then go to a buffer and are written together,
  * under one lock, when 256 KiB are pending, after the first has waited
- * (a timer on `loop`: 20 ms with durability off, for a simulation whose
- * lines are many and whose actions are not real; with durability on, 0:
- * before the loop next waits), and at irp_journal_flush, sync,
- * sync_async (an action waiting for its line writes the batch first),
- * refresh and close.  A process that writes to the journal meanwhile
- * (`irp note`, `irp answer`) is not held up: its lines come first, and
- * the batch is chained after them (so the seq an append returned may
- * grow).
- * With durability off, a batch is hashed and written on a thread the
- * handle starts for it (the lines' text carries their prev only from
- * then); head, seq, flush, sync, refresh and close wait for it.  It
- * writes only while the file ends where it left it: lines another
+ * (a timer on `loop`), and at irp_journal_flush, sync, sync_async (an
+ * action waiting for its line writes the batch first), is_durable with
+ * durability off, refresh and close.  How long a line may wait:
+ *   IRP_BATCH_TURN  until the loop next waits (a timer of 0): a run's,
+ *                   durable or not;
+ *   IRP_BATCH_LAZY  with durability off, 20 ms, and the batch is hashed
+ *                   and written on a thread the handle starts for it: a
+ *                   simulation's, whose lines are many and whose actions
+ *                   are not real.  With durability on, as TURN.
+ * A process that writes to the journal meanwhile (`irp note`, `irp
+ * answer`) is not held up: its lines come first, and the batch is
+ * chained after them (so the seq an append returned may grow).
+ * A lazy batch's lines carry their prev only once its thread has
+ * chained them; head, seq, flush, sync, refresh and close wait for it.
+ * It writes only while the file ends where it left it: lines another
  * process wrote meanwhile stop it, and the calling thread chains the
  * waiting batches after them at its next hand-over or wait.
  * A batch that cannot be written fails the next append (and flush and
  * sync) with its error.  Turning durability on or off flushes.  Close
  * the handle before the loop's last run, which then frees it.
- * IRP_EINVAL for a second call. */
-int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop);
+ * IRP_EINVAL for a second call or another mode. */
+typedef enum { IRP_BATCH_TURN, IRP_BATCH_LAZY } irp_batch_mode;
+int irp_journal_set_batch(irp_journal *j, uv_loop_t *loop, irp_batch_mode mode);
 /* Write the pending batch now.  0 when nothing is pending. */
 int irp_journal_flush(irp_journal *j);
 
 /* Whether every line up to `seq` is durable now, so the caller may act
  * at once instead of waiting for a sync_async round: true when an fsync
  * already covered it, or when durability is off (each line then counts as
- * durable once written).  false after an fsync failed: sync_async reports
+ * durable once written, and a batch pending is written first, but for a
+ * lazy one).  false after an fsync failed: sync_async reports
  * that error. */
 bool irp_journal_is_durable(irp_journal *j, uint64_t seq);
 

@@ -1704,8 +1704,8 @@ static void test_journal_batch_writes_together_and_rechains(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(irp_journal_create(f->path, &a), 0);
     irp_journal_set_fsync(a, false);
-    assert_int_equal(irp_journal_set_batch(a, &loop), 0);
-    assert_int_equal(irp_journal_set_batch(a, &loop), IRP_EINVAL);
+    assert_int_equal(irp_journal_set_batch(a, &loop, IRP_BATCH_LAZY), 0);
+    assert_int_equal(irp_journal_set_batch(a, &loop, IRP_BATCH_LAZY), IRP_EINVAL);
     irp_journal_set_tap(a, on_tap, &t);
     append_ok(a, note("parent", 1));
     assert_int_equal(irp_journal_flush(a), 0);
@@ -1774,7 +1774,7 @@ static void test_journal_batch_large_flushes_on_its_own(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(irp_journal_create(f->path, &j), 0);
     irp_journal_set_fsync(j, false);
-    assert_int_equal(irp_journal_set_batch(j, &loop), 0);
+    assert_int_equal(irp_journal_set_batch(j, &loop, IRP_BATCH_LAZY), 0);
     /* About 150 bytes a line: 1 MiB is pending well before 10,000,
      * and goes to the writer thread without a flush or a turn of the loop. */
     for (int i = 1; i <= 10000; i++)
@@ -1800,7 +1800,7 @@ static void test_journal_batch_durable_waits_one_turn(void **state)
 
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(irp_journal_create(f->path, &j), 0);
-    assert_int_equal(irp_journal_set_batch(j, &loop), 0);
+    assert_int_equal(irp_journal_set_batch(j, &loop, IRP_BATCH_TURN), 0);
     append_ok(j, note("runner", 1));
     append_ok(j, note("runner", 2));
     assert_int_equal(access(f->path, F_OK), -1);    /* nothing written: no file yet */
@@ -1818,6 +1818,45 @@ static void test_journal_batch_durable_waits_one_turn(void **state)
     assert_int_equal(irp_journal_sync(j), 0);
     assert_int_equal(verify_independently(f->path, head), 3);
     assert_true(irp_journal_is_durable(j, 3));
+    uv_close((uv_handle_t *)&later, NULL);
+    irp_journal_close(j);
+    loop_done(&loop);
+}
+
+/* A run with durability off (--no-fsync) batches too, but as a durable
+ * one does: a line waits for the loop's next turn at most, is hashed and
+ * written on the caller's thread, and is_durable writes it before the
+ * caller acts on it. */
+static void test_journal_batch_turn_without_fsync(void **state)
+{
+    fixture *f = *state;
+    uv_loop_t loop;
+    irp_journal *j;
+    char head[IRP_SHA256_HEX];
+    uv_timer_t later;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(irp_journal_create(f->path, &j), 0);
+    irp_journal_set_fsync(j, false);
+    assert_int_equal(irp_journal_set_batch(j, &loop, 7), IRP_EINVAL);
+    assert_int_equal(irp_journal_set_batch(j, &loop, IRP_BATCH_TURN), 0);
+    append_ok(j, note("runner", 1));
+    append_ok(j, note("runner", 2));
+    assert_int_equal(access(f->path, F_OK), -1);    /* pending: no file yet */
+    assert_true(irp_journal_is_durable(j, 2));
+    /* Written by the call itself, not by a thread some time later. */
+    assert_int_equal(verify_independently(f->path, head), 2);
+    assert_string_equal(irp_journal_head(j), head);
+    assert_int_equal(irp_journal_durable_seq(j), 2);
+    /* The next waits for the loop's turn, not 20 ms: a timer of 0 with
+     * one far off behind it, and the loop run once. */
+    append_ok(j, note("runner", 3));
+    assert_int_equal(verify_independently(f->path, head), 2);
+    assert_int_equal(uv_timer_init(&loop, &later), 0);
+    assert_int_equal(uv_timer_start(&later, on_later, 10000, 0), 0);
+    (void)uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(verify_independently(f->path, head), 3);
+    assert_int_equal(irp_journal_fsync_count(j), 0);
     uv_close((uv_handle_t *)&later, NULL);
     irp_journal_close(j);
     loop_done(&loop);
@@ -1848,7 +1887,7 @@ static void test_journal_writer_thread_yields_to_another_writer(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(irp_journal_create(f->path, &a), 0);
     irp_journal_set_fsync(a, false);
-    assert_int_equal(irp_journal_set_batch(a, &loop), 0);
+    assert_int_equal(irp_journal_set_batch(a, &loop, IRP_BATCH_LAZY), 0);
     /* About 150 bytes a line: some 7,000 lines a batch. */
     for (int i = 1; i <= 8000; i++)
         append_ok(a, note("parent", i));
@@ -1903,7 +1942,7 @@ static void test_journal_writer_thread_full_disk(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(irp_journal_create(path, &j), 0);
     irp_journal_set_fsync(j, false);
-    assert_int_equal(irp_journal_set_batch(j, &loop), 0);
+    assert_int_equal(irp_journal_set_batch(j, &loop, IRP_BATCH_LAZY), 0);
     /* 256 KiB of 3 KB lines go to the thread as one batch, larger than the
      * disk; the failure shows at a later hand-over, or at the flush. */
     for (i = 0; i < 1000 && rc == 0; i++) {
@@ -1987,6 +2026,7 @@ int main(void)
         T(test_journal_writer_thread_yields_to_another_writer),
         T(test_journal_writer_thread_full_disk),
         T(test_journal_batch_durable_waits_one_turn),
+        T(test_journal_batch_turn_without_fsync),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
