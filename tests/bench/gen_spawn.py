@@ -19,8 +19,11 @@ Writes into DIR, for N steps that each run CMD (default `true`) once
   build.ninja   the same N commands for ninja, which always runs them with
                 /bin/sh -c; chained edges have an order-only dependency on
                 the edge before.  No command writes its output, so every
-                edge is dirty on every run.
-  Makefile      the same for GNU make, with phony targets.  For argv,
+                edge is dirty on every run.  With --skipped M, M more
+                edges that are not default targets: ninja loads them and
+                builds none, so its process is as large for its kind.
+  Makefile      the same for GNU make, with phony targets (and with
+                --skipped M, M more that `all` does not need).  For argv,
                 make's fast path execs a recipe without shell
                 metacharacters directly, as irp does; for shell, SHELL is
                 /bin/dash (the same shell by another name), which turns
@@ -65,6 +68,8 @@ def write_ninja(path, args):
         for i in range(args.steps):
             dep = " || o%d" % (i - 1) if args.shape == "chain" and i else ""
             f.write("build o%d: t%s\n" % (i, dep))
+        for i in range(args.skipped):
+            f.write("build k%d: t\n" % i)
         f.write("default %s\n" % " ".join("o%d" % i for i in range(args.steps)))
 
 
@@ -78,6 +83,8 @@ def write_make(path, args):
         for i in range(args.steps):
             dep = " o%d" % (i - 1) if args.shape == "chain" and i else ""
             f.write("o%d:%s\n\t%s\n" % (i, dep, recipe))
+        for i in range(args.skipped):
+            f.write("k%d:\n\t%s\n" % (i, recipe))
 
 
 def write_ansible(path, args, argv):

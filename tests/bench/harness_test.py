@@ -127,9 +127,13 @@ def argv_steps_exec_directly_and_skips_spawn_nothing(c):
 
 
 def shell_steps_go_through_a_shell_everywhere(c):
-    """irp, ninja and make all run the shell form as SHELL -c, N times."""
+    """irp, ninja and make all run the shell form as SHELL -c, N times;
+    the --skipped targets are in every file and run by none."""
     cmd = 'echo "$0" >> ran.txt'
-    d = c.gen("in", "--steps", "9", "--form", "shell", "--cmd", cmd)
+    d = c.gen("in", "--steps", "9", "--form", "shell", "--cmd", cmd, "--skipped", "5")
+    for name, count in (("build.ninja", "build k"), ("Makefile", "\nk")):
+        with open(os.path.join(d, name)) as f:
+            eq(f.read().count(count), 5, f"unbuilt targets in {name}")
     j = c.irp_run(os.path.join(d, "irp.yaml"))
     eq({json.dumps(e["action"]["argv"]) for e in events(j, "step.started")},
        {json.dumps(["/bin/sh", "-c", cmd])}, "argv of every step")
