@@ -12,6 +12,7 @@
 #include "irp/answers.h"
 #include "irp/cli.h"
 #include "irp/clock.h"
+#include "irp/curl_lib.h"
 #include "irp/curl_uv.h"
 #include "irp/engine.h"
 #include "irp/error.h"
@@ -104,6 +105,16 @@ static int check_runnable(const irp_playbook *pb)
         }
     }
     return bad;
+}
+
+/* Whether a step sends a notification through libcurl (a webhook or an
+ * email; one to a file does not). */
+static bool playbook_notifies(const irp_playbook *pb)
+{
+    for (size_t i = 0; i < pb->n_steps; i++)
+        if (pb->steps[i].action == IRP_ACT_NOTIFY && pb->steps[i].act.notify->via != IRP_VIA_FILE)
+            return true;
+    return false;
 }
 
 /* The first `n`-byte needle in [p, end), or NULL.  A playbook of 100,000
@@ -414,8 +425,12 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     if (!op)
         op = getenv("USER") ? getenv("USER") : pw ? pw->pw_name : "unknown";
 
-    /* Notifications use libcurl; it is set up once, before any thread starts. */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Notifications use libcurl: loaded and set up once, before the
+     * loop's threads start, and only by a run that sends one.  Without
+     * it the run goes on, and each notification fails saying why. */
+    if (!a->sim && playbook_notifies(pb) && irp_curl_load() != 0)
+        fprintf(stderr, "irp: warning: notifications cannot be sent: %s\n",
+                irp_curl_load_error());
     uv_loop_t loop;
     uv_loop_init(&loop);
     irp_clock *clock = NULL;

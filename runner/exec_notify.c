@@ -29,6 +29,7 @@
 
 #include <openssl/evp.h>
 
+#include "irp/curl_lib.h"
 #include "irp/curl_uv.h"
 #include "irp/error.h"
 #include "irp/exec.h"
@@ -90,7 +91,8 @@ static void make_key(const irp_job *job, char key[KEY_LEN + 1])
         irp_sha256_hex(text, strlen(text), hex);
         free(text);
     }
-    snprintf(key, KEY_LEN + 1, "%s", hex);
+    /* The first KEY_LEN digits (none if hashing failed). */
+    snprintf(key, KEY_LEN + 1, "%.*s", KEY_LEN, hex);
 }
 
 static size_t longest_secret(const char *const *redact)
@@ -953,6 +955,12 @@ static int notify_start(irp_job *job)
     if (na->via == IRP_VIA_FILE)
         return start_file(n);
     if (!(na->via == IRP_VIA_WEBHOOK ? webhook_valid(n) : email_valid(n))) {
+        conclude(n, false, 0, NULL);
+        return 0;
+    }
+    if (!irp_curl_loaded()) {
+        set_error(n, "libcurl could not be loaded: %s",
+                  irp_curl_load_error() ? irp_curl_load_error() : "irp_curl_load was not called");
         conclude(n, false, 0, NULL);
         return 0;
     }

@@ -14,8 +14,8 @@
  *
  * Everything runs on the loop's thread.  Before uv_loop_close(), call
  * irp_curl_shutdown() and run the loop so the handles' close callbacks
- * complete.  libcurl itself must be initialised once per process
- * (curl_global_init) before the first transfer.
+ * complete.  libcurl itself must be loaded and initialised once per
+ * process (irp_curl_load, irp/curl_lib.h) before the first transfer.
  */
 #ifndef IRP_CURL_UV_H
 #define IRP_CURL_UV_H

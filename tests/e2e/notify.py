@@ -143,9 +143,9 @@ class Case:
             f.write(text)
         return self.path(name)
 
-    def run(self, playbook, *args, env=None, timeout=RUN_TIMEOUT):
+    def run(self, playbook, *args, env=None, timeout=RUN_TIMEOUT, wrap=()):
         pb = self.write("pb.yaml", playbook)
-        argv = [IRP, "run", pb, "--runs", self.runs] + list(args)
+        argv = list(wrap) + [IRP, "run", pb, "--runs", self.runs] + list(args)
         e = {k: v for k, v in os.environ.items() if k not in SCRUB}
         e.update(env or {})
         t0 = time.monotonic()
@@ -807,6 +807,65 @@ def file_unwritable_fails(c):
     eq(fin["status"], "failed", "status")
     check("no such file" in fin.get("error", "").lower(), f"error: {fin}")
     eq(r.one("notify.sent")["ok"], False, "notify.sent ok")
+
+
+# ---- libcurl, loaded by the runs that send ------------------------------------
+
+# A step exec'd by irp (argv form) reads its parent's memory map: irp's.
+COUNT_CURL = ("  - id: maps\n    needs: []\n"
+              "    run: [sh, -c, 'grep -c libcurl[.]so /proc/$PPID/maps > curl.count; true']\n")
+
+
+def curl_mappings(c):
+    with open(c.path("curl.count")) as f:
+        return int(f.read())
+
+
+@test
+def libcurl_loaded_only_by_runs_that_send(c):
+    target = c.path("status.txt")
+    r = c.run(playbook(COUNT_CURL + f"  - id: f\n    notify: {{via: file, to: \"{target}\", body: x}}\n"))
+    eq(r.rc, 0, f"exit status {r!r}")
+    eq(curl_mappings(c), 0, "libcurl mappings of a run that sends no webhook or e-mail")
+    srv = c.serve(HTTPReceiver())
+    r = c.run(playbook(COUNT_CURL + webhook("hook", srv.url())))
+    eq(r.rc, 0, f"exit status {r!r}")
+    check(curl_mappings(c) > 0, "libcurl is not loaded by a run that sends a webhook")
+    eq(len(srv.requests), 1, "requests received")
+
+
+def libcurl_path():
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.strip().startswith("libcurl.so.4 ") and "=>" in line:
+            return os.path.realpath(line.split("=>")[1].strip())
+    return None
+
+
+@test
+def without_libcurl_the_run_goes_on(c):
+    """libcurl hidden (an empty file mounted over it, in a mount namespace
+    of the run's own): the webhook fails saying why, the rest runs."""
+    lib = libcurl_path()
+    if not lib or not shutil.which("unshare") or os.geteuid() != 0:
+        raise Skip("needs root, unshare(1) and libcurl in ldconfig's cache")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        raise Skip(f"unshare -m is not permitted here: {probe.stderr.decode().strip()}")
+    srv = c.serve(HTTPReceiver())
+    pb = playbook(webhook("hook", srv.url()) +
+                  "  - id: contain\n    needs: []\n    run: [touch, contained]\n")
+    hide = ["unshare", "-m", "sh", "-c", 'mount --bind /dev/null "$0" && exec "$@"', lib]
+    r = c.run(pb, wrap=hide)
+    eq(r.rc, 1, f"exit status {r!r}")
+    check("notifications cannot be sent" in r.err and "libcurl" in r.err,
+          f"stderr does not say why: {r.err!r}")
+    fin = r.finished("hook")
+    eq(fin["status"], "failed", "status of the webhook step")
+    check("libcurl could not be loaded" in fin.get("error", ""), f"error: {fin}")
+    eq(len(srv.requests), 0, "requests received")
+    eq(r.finished("contain")["status"], "succeeded", "status of the step beside it")
+    check(os.path.exists(c.path("contained")), "the step beside it did not run")
 
 
 # ---- harness --------------------------------------------------------------------
