@@ -425,8 +425,9 @@ static int execute(const irp_playbook *pb, run_args *a, irp_value *inputs, const
     if (!op)
         op = getenv("USER") ? getenv("USER") : pw ? pw->pw_name : "unknown";
 
-    /* Notifications use libcurl: loaded and set up once, before the
-     * loop's threads start, and only by a run that sends one.  Without
+    /* Notifications use libcurl: loaded and set up once, only by a run
+     * that sends one, before the loop and its thread pool start (the
+     * report's thread may run already; it never calls libcurl).  Without
      * it the run goes on, and each notification fails saying why. */
     if (!a->sim && playbook_notifies(pb) && irp_curl_load() != 0)
         fprintf(stderr, "irp: warning: notifications cannot be sent: %s\n",

@@ -427,8 +427,9 @@ struct irp_journal {
     int batch_err;           /* a failed flush; sticky */
     bool closing;            /* close() was called; free when idle */
 
-    /* With durability off, the pending lines are chained, hashed and
-     * written on a thread of their own (jwriter below), and the lines in
+    /* A lazy batch (a simulation's) with durability off: the pending
+     * lines are chained, hashed and written on a thread of their own
+     * (jwriter below), and the lines in
      * pbuf carry a placeholder for their prev.  While batches are with
      * it, ch.n counts the lines formatted and ch.head is stale: whatever
      * reads the chain or the file first waits for it (drain). */
